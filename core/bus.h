@@ -1,0 +1,115 @@
+/*
+ * bus: events over NATS JetStream (CONTRACT section 3).
+ *
+ * Producing: bus_emit() validates an event against its schema and writes it
+ * into the service's `outbox` table inside the caller's transaction. A relay
+ * thread per service publishes outbox rows in order, asynchronously, with
+ * the Nats-Msg-Id header set to the event id (the stream's duplicate window
+ * makes a re-publish after a crash harmless), and deletes rows only once
+ * JetStream has acknowledged them. It wakes at once after a commit that
+ * emitted and backs off while NATS is down.
+ *
+ * Consuming: one consumer thread per (service, stream), on a durable pull
+ * consumer named after the service. Each fetched batch is handled in one
+ * transaction: per message, the event id goes into `inbox` (already there:
+ * skip), the body is validated, and the handler runs inside a savepoint.
+ * Commit, then ack. A message that fails validation, or whose handler
+ * reports DIAG_VALIDATION, or that fails BUS_MAX_DELIVER times, becomes a
+ * DeadLetter event on ates.dlq.<service> (through the outbox, in the same
+ * transaction) and is acked: one poison event never blocks the stream.
+ */
+#ifndef ATES_BUS_H
+#define ATES_BUS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <cjson/cJSON.h>
+
+#include "db.h"
+#include "schema.h"
+
+#define BUS_MAX_DELIVER 5
+#define BUS_BATCH 256
+#define BUS_DLQ_STREAM "ATES_DLQ"
+#define BUS_DLQ_SUBJECTS "ates.dlq.>"
+
+typedef struct bus bus_t;
+
+/* A JetStream stream a service publishes to or reads from. Lists of them
+ * end with an entry whose name is NULL. */
+typedef struct bus_stream {
+    const char *name;     /* "ATES_EXAMPLE" */
+    const char *subjects; /* "ates.example.>" */
+} bus_stream_t;
+
+/* One event handed to a handler. All pointers live until the handler returns. */
+typedef struct bus_event {
+    const char *subject;
+    const char *event_id;
+    const char *name;       /* event_name */
+    int version;            /* event_version */
+    const char *event_time;
+    const char *producer;
+    const char *trace_id;
+    const cJSON *data;      /* the "data" object */
+    const cJSON *body;      /* the whole envelope */
+    int delivered;          /* JetStream delivery count, 1 on first delivery */
+} bus_event_t;
+
+/* Apply one event inside the batch transaction `tx`. Return 0, or -1 with a
+ * diag: DIAG_VALIDATION dead-letters it at once, anything else is retried. */
+typedef int (*bus_handler_fn)(db_conn_t *tx, const bus_event_t *ev, void *ud);
+
+typedef struct bus_subscription {
+    const char *stream;     /* the stream holding the subject */
+    const char *subject;    /* exact subject, e.g. "ates.example.created" */
+    bus_handler_fn handle;
+} bus_subscription_t;
+
+/* Connect to `urls` (comma-separated), reconnecting forever in the
+ * background; returns even while NATS is down (the relay and consumers wait
+ * for it). `schemas` validates everything emitted and consumed. */
+int bus_open(bus_t **out, const char *urls, const schema_registry_t *schemas);
+void bus_close(bus_t *bus);
+bool bus_connected(bus_t *bus);
+/* Round trip to the server (for /ready): 0 when NATS answers. */
+int bus_ping(bus_t *bus);
+
+/* Create the streams that do not exist (file storage, 2 min duplicate
+ * window), plus ATES_DLQ. -1 (diag unavailable) while NATS is down. */
+int bus_ensure_streams(bus_t *bus, const bus_stream_t *streams);
+
+/*
+ * Write an event into the outbox of tx's database, inside tx (which must be
+ * in a transaction). Builds the envelope: a new UUIDv7 event_id, event_time
+ * now, producer = the database's owner name, trace_id = the calling
+ * thread's log trace (a new one when none). `data` is always consumed.
+ * -1 with a diag when the event has no schema or does not match it.
+ * `event_id_out` (may be NULL) receives the event id.
+ */
+int bus_emit(db_conn_t *tx, const char *subject, const char *name, int version, cJSON *data,
+             char *event_id_out);
+/* Schemas used by bus_emit (set by bus_open; settable alone for tests). */
+void bus_set_schemas(const schema_registry_t *schemas);
+
+/* Start the outbox relay of `db` (one per service). */
+int bus_relay_start(bus_t *bus, db_t *db);
+/* Start consumer threads for `subs` (name-NULL-terminated list): one per
+ * distinct stream, durable `service`, filter = that stream's subjects from
+ * `streams`. `ud` is passed to handlers. */
+int bus_consume_start(bus_t *bus, db_t *db, const char *service, const bus_stream_t *streams,
+                      const bus_subscription_t *subs, void *ud);
+/* Stop every relay and consumer thread (in-flight batches finish). */
+void bus_stop_all(bus_t *bus);
+
+/* Number of rows waiting in db's outbox (for metrics and tests). */
+int64_t bus_outbox_pending(db_t *db);
+
+/* `ates events tail`: print every message on `subject` (default "ates.>")
+ * as one JSON line {"subject","headers":{...},"event":{...}} to `out` until
+ * *stop becomes true or `max` messages (0 = no limit). With `from_start`,
+ * replay what the streams hold first. */
+int bus_tail(bus_t *bus, const char *subject, bool from_start, long max, FILE *out,
+             volatile bool *stop);
+
+#endif

@@ -1,0 +1,396 @@
+/*
+ * db: SQLite files with a connection and a statement cache per thread
+ * (see db.h).
+ */
+#include "db.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "diag.h"
+#include "log.h"
+
+#define DB_STMT_CACHE 256 /* distinct SQL texts per connection */
+#define DB_HOOKS 8        /* after-commit hooks per transaction */
+#define DB_BUSY_MS 10000
+
+typedef struct db_cached {
+    const char *sql; /* owned copy */
+    sqlite3_stmt *st;
+} db_cached_t;
+
+struct db_conn {
+    db_t *db;
+    sqlite3 *h;
+    db_cached_t cache[DB_STMT_CACHE]; /* open addressing by SQL hash */
+    int ncache;
+    bool in_tx;
+    int savepoints; /* depth of open savepoints */
+    struct {
+        void (*fn)(void *);
+        void *arg;
+    } hooks[DB_HOOKS];
+    int nhooks;
+    db_conn_t *next; /* in db->conns */
+};
+
+struct db {
+    char name[64];
+    char path[PATH_MAX];
+    pthread_key_t key;   /* this thread's db_conn_t */
+    pthread_mutex_t lock;/* guards conns */
+    db_conn_t *conns;
+};
+
+const char *const db_core_migrations[] = {
+    "CREATE TABLE outbox ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  event_id TEXT NOT NULL UNIQUE,"
+    "  subject TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE TABLE inbox ("
+    "  event_id TEXT PRIMARY KEY,"
+    "  subject TEXT NOT NULL,"
+    "  received_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE sched_runs ("
+    "  job TEXT PRIMARY KEY,"
+    "  last_day TEXT NOT NULL,"
+    "  last_run_at INTEGER NOT NULL) WITHOUT ROWID;",
+    NULL,
+};
+
+static int sql_error(sqlite3 *h, const char *what)
+{
+    int code = sqlite3_extended_errcode(h);
+    if (code == SQLITE_CONSTRAINT_UNIQUE || code == SQLITE_CONSTRAINT_PRIMARYKEY)
+        return diag_set(DIAG_CONFLICT, "%s: %s", what, sqlite3_errmsg(h));
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
+        return diag_set(DIAG_UNAVAILABLE, "%s: database busy", what);
+    return diag_set(DIAG_INTERNAL, "%s: %s", what, sqlite3_errmsg(h));
+}
+
+static void conn_free(db_conn_t *c)
+{
+    for (int i = 0; i < DB_STMT_CACHE; i++) {
+        if (c->cache[i].st) sqlite3_finalize(c->cache[i].st);
+        free((void *)c->cache[i].sql);
+    }
+    sqlite3_close_v2(c->h);
+    free(c);
+}
+
+/* Thread exit: drop this thread's connection. */
+static void conn_destroy(void *p)
+{
+    db_conn_t *c = p;
+    db_t *db = c->db;
+    pthread_mutex_lock(&db->lock);
+    for (db_conn_t **pp = &db->conns; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&db->lock);
+    conn_free(c);
+}
+
+static db_conn_t *conn_open(db_t *db)
+{
+    db_conn_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        diag_set(DIAG_INTERNAL, "out of memory");
+        return NULL;
+    }
+    c->db = db;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(db->path, &c->h, flags, NULL) != SQLITE_OK) {
+        diag_set(DIAG_UNAVAILABLE, "open %s: %s", db->path, c->h ? sqlite3_errmsg(c->h) : "?");
+        sqlite3_close_v2(c->h);
+        free(c);
+        return NULL;
+    }
+    sqlite3_extended_result_codes(c->h, 1);
+    sqlite3_busy_timeout(c->h, DB_BUSY_MS);
+    if (db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;") < 0) {
+        conn_free(c);
+        return NULL;
+    }
+    pthread_mutex_lock(&db->lock);
+    c->next = db->conns;
+    db->conns = c;
+    pthread_mutex_unlock(&db->lock);
+    pthread_setspecific(db->key, c);
+    return c;
+}
+
+db_conn_t *db_conn(db_t *db)
+{
+    db_conn_t *c = pthread_getspecific(db->key);
+    return c ? c : conn_open(db);
+}
+
+db_t *db_conn_db(db_conn_t *c) { return c->db; }
+sqlite3 *db_conn_handle(db_conn_t *c) { return c->h; }
+const char *db_name(const db_t *db) { return db->name; }
+const char *db_path(const db_t *db) { return db->path; }
+
+int db_exec(db_conn_t *c, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(c->h, sql, NULL, NULL, &err) != SQLITE_OK) {
+        int rc = sql_error(c->h, "exec");
+        sqlite3_free(err);
+        return rc;
+    }
+    return 0;
+}
+
+static uint64_t hash_sql(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+sqlite3_stmt *db_stmt(db_conn_t *c, const char *sql)
+{
+    size_t i = hash_sql(sql) % DB_STMT_CACHE;
+    for (int probe = 0; probe < DB_STMT_CACHE; probe++, i = (i + 1) % DB_STMT_CACHE) {
+        db_cached_t *e = &c->cache[i];
+        if (e->st && strcmp(e->sql, sql) == 0) {
+            sqlite3_reset(e->st);
+            sqlite3_clear_bindings(e->st);
+            return e->st;
+        }
+        if (!e->st) {
+            if (c->ncache >= DB_STMT_CACHE * 3 / 4) {
+                diag_set(DIAG_INTERNAL, "statement cache full (%d distinct statements)", c->ncache);
+                return NULL;
+            }
+            sqlite3_stmt *st = NULL;
+            if (sqlite3_prepare_v3(c->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+                sql_error(c->h, "prepare");
+                return NULL;
+            }
+            char *copy = strdup(sql);
+            if (!copy) {
+                sqlite3_finalize(st);
+                diag_set(DIAG_INTERNAL, "out of memory");
+                return NULL;
+            }
+            e->sql = copy;
+            e->st = st;
+            c->ncache++;
+            return st;
+        }
+    }
+    diag_set(DIAG_INTERNAL, "statement cache full");
+    return NULL;
+}
+
+int db_step(db_conn_t *c, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) return 1;
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(st);
+        return 0;
+    }
+    sql_error(c->h, "step");
+    sqlite3_reset(st);
+    return -1;
+}
+
+int db_step_done(db_conn_t *c, sqlite3_stmt *st)
+{
+    int rc = db_step(c, st);
+    if (rc == 1) {
+        sqlite3_reset(st);
+        return 0;
+    }
+    return rc;
+}
+
+int db_bind_text(sqlite3_stmt *st, int idx, const char *text)
+{
+    int rc = text ? sqlite3_bind_text(st, idx, text, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, idx);
+    return rc == SQLITE_OK ? 0 : diag_set(DIAG_INTERNAL, "bind %d failed (%d)", idx, rc);
+}
+
+int db_bind_int64(sqlite3_stmt *st, int idx, int64_t v)
+{
+    int rc = sqlite3_bind_int64(st, idx, v);
+    return rc == SQLITE_OK ? 0 : diag_set(DIAG_INTERNAL, "bind %d failed (%d)", idx, rc);
+}
+
+const char *db_col_text(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? (const char *)t : "";
+}
+
+int db_begin(db_conn_t *c)
+{
+    if (c->in_tx) return diag_set(DIAG_INTERNAL, "db_begin: already in a transaction");
+    sqlite3_stmt *st = db_stmt(c, "BEGIN IMMEDIATE");
+    if (!st || db_step_done(c, st) < 0) return -1;
+    c->in_tx = true;
+    c->nhooks = 0;
+    c->savepoints = 0;
+    return 0;
+}
+
+int db_commit(db_conn_t *c)
+{
+    if (!c->in_tx) return diag_set(DIAG_INTERNAL, "db_commit: no transaction");
+    sqlite3_stmt *st = db_stmt(c, "COMMIT");
+    if (!st || db_step_done(c, st) < 0) {
+        db_rollback(c);
+        return -1;
+    }
+    c->in_tx = false;
+    int n = c->nhooks;
+    c->nhooks = 0;
+    for (int i = 0; i < n; i++) c->hooks[i].fn(c->hooks[i].arg);
+    return 0;
+}
+
+void db_rollback(db_conn_t *c)
+{
+    if (!sqlite3_get_autocommit(c->h)) {
+        sqlite3_stmt *st = db_stmt(c, "ROLLBACK");
+        if (!st || db_step_done(c, st) < 0) log_diag(LOG_ERROR, "rollback");
+    }
+    c->in_tx = false;
+    c->nhooks = 0;
+    c->savepoints = 0;
+}
+
+bool db_in_tx(db_conn_t *c) { return c->in_tx; }
+
+int db_savepoint(db_conn_t *c)
+{
+    sqlite3_stmt *st = db_stmt(c, "SAVEPOINT ates_sp");
+    if (!st || db_step_done(c, st) < 0) return -1;
+    c->savepoints++;
+    return 0;
+}
+
+int db_release(db_conn_t *c)
+{
+    sqlite3_stmt *st = db_stmt(c, "RELEASE ates_sp");
+    if (!st || db_step_done(c, st) < 0) return -1;
+    c->savepoints--;
+    return 0;
+}
+
+void db_rollback_to(db_conn_t *c)
+{
+    sqlite3_stmt *st = db_stmt(c, "ROLLBACK TO ates_sp");
+    if (!st || db_step_done(c, st) < 0) log_diag(LOG_ERROR, "rollback to savepoint");
+    st = db_stmt(c, "RELEASE ates_sp");
+    if (!st || db_step_done(c, st) < 0) log_diag(LOG_ERROR, "release savepoint");
+    c->savepoints--;
+}
+
+int db_after_commit(db_conn_t *c, void (*fn)(void *), void *arg)
+{
+    for (int i = 0; i < c->nhooks; i++)
+        if (c->hooks[i].fn == fn && c->hooks[i].arg == arg) return 0;
+    if (c->nhooks >= DB_HOOKS) return diag_set(DIAG_INTERNAL, "too many after-commit hooks");
+    c->hooks[c->nhooks].fn = fn;
+    c->hooks[c->nhooks].arg = arg;
+    c->nhooks++;
+    return 0;
+}
+
+int db_ping(db_t *db)
+{
+    db_conn_t *c = db_conn(db);
+    if (!c) return -1;
+    sqlite3_stmt *st = db_stmt(c, "SELECT 1");
+    if (!st) return -1;
+    int rc = db_step(c, st);
+    sqlite3_reset(st);
+    return rc == 1 ? 0 : -1;
+}
+
+/* Apply the scripts of `track` above its recorded version, one transaction each. */
+static int migrate(db_conn_t *c, const char *track, const char *const *scripts)
+{
+    if (!scripts) return 0;
+    sqlite3_stmt *st = db_stmt(c, "SELECT version FROM ates_migrations WHERE track = ?1");
+    if (!st || db_bind_text(st, 1, track) < 0) return -1;
+    int64_t have = 0;
+    int rc = db_step(c, st);
+    if (rc < 0) return -1;
+    if (rc == 1) have = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+
+    for (int64_t i = have; scripts[i]; i++) {
+        if (db_begin(c) < 0) return -1;
+        if (db_exec(c, scripts[i]) < 0) {
+            diag_set(DIAG_INTERNAL, "%s migration %s #%lld: %s", c->db->name, track,
+                     (long long)i + 1, diag_last()->message);
+            db_rollback(c);
+            return -1;
+        }
+        st = db_stmt(c, "INSERT INTO ates_migrations(track, version) VALUES (?1, ?2) "
+                        "ON CONFLICT(track) DO UPDATE SET version = excluded.version");
+        if (!st || db_bind_text(st, 1, track) < 0 || db_bind_int64(st, 2, i + 1) < 0 ||
+            db_step_done(c, st) < 0 || db_commit(c) < 0) {
+            db_rollback(c);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int db_open(db_t **out, const char *name, const char *path, const char *const *core_migrations,
+            const char *const *migrations)
+{
+    db_t *db = calloc(1, sizeof(*db));
+    if (!db) return diag_set(DIAG_INTERNAL, "out of memory");
+    snprintf(db->name, sizeof(db->name), "%s", name);
+    snprintf(db->path, sizeof(db->path), "%s", path);
+    pthread_mutex_init(&db->lock, NULL);
+    if (pthread_key_create(&db->key, conn_destroy) != 0) {
+        pthread_mutex_destroy(&db->lock);
+        free(db);
+        return diag_set(DIAG_INTERNAL, "pthread_key_create failed");
+    }
+    db_conn_t *c = db_conn(db);
+    if (!c || db_exec(c, "CREATE TABLE IF NOT EXISTS ates_migrations ("
+                         " track TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID") < 0 ||
+        migrate(c, "core", core_migrations) < 0 || migrate(c, "service", migrations) < 0) {
+        db_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+void db_close(db_t *db)
+{
+    if (!db) return;
+    pthread_mutex_lock(&db->lock);
+    db_conn_t *c = db->conns;
+    db->conns = NULL;
+    pthread_mutex_unlock(&db->lock);
+    while (c) {
+        db_conn_t *next = c->next;
+        conn_free(c);
+        c = next;
+    }
+    pthread_setspecific(db->key, NULL);
+    pthread_key_delete(db->key);
+    pthread_mutex_destroy(&db->lock);
+    free(db);
+}

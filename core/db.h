@@ -1,0 +1,79 @@
+/*
+ * db: one SQLite file per service under DATA ("DATA/<name>.db"), in WAL mode
+ * with synchronous=NORMAL, busy_timeout and foreign keys on.
+ *
+ * A db_t is shared by all threads; each thread gets its own connection
+ * (db_conn) on first use, with its own cache of prepared statements keyed by
+ * SQL text. Writes go in transactions begun with BEGIN IMMEDIATE. Every
+ * statement is prepared, values are bound: there is no API that splices
+ * text into SQL.
+ *
+ * Migrations: a NULL-terminated array of SQL scripts; script i is migration
+ * i+1; the ones above the file's `ates_migrations` version are applied in
+ * order at open, each in its own transaction.
+ */
+#ifndef ATES_DB_H
+#define ATES_DB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sqlite3.h>
+
+typedef struct db db_t;
+typedef struct db_conn db_conn_t;
+
+/* Open (create) `path`, apply `core_migrations` then `migrations` (either may
+ * be NULL). The two lists are tracked separately ("core" and "service"). */
+int db_open(db_t **out, const char *name, const char *path,
+            const char *const *core_migrations, const char *const *migrations);
+/* Close every thread's connection. No thread may use `db` after this. */
+void db_close(db_t *db);
+const char *db_name(const db_t *db); /* the owner (service) name given to db_open */
+const char *db_path(const db_t *db);
+
+/* The calling thread's connection to `db` (opened on first use); NULL with
+ * a diag when it cannot be opened. */
+db_conn_t *db_conn(db_t *db);
+db_t *db_conn_db(db_conn_t *c);
+sqlite3 *db_conn_handle(db_conn_t *c);
+
+/* Transactions. db_begin is BEGIN IMMEDIATE (waits busy_timeout for the
+ * writer lock). db_commit runs the after-commit hooks registered during the
+ * transaction, once it has committed; db_rollback drops them. */
+int db_begin(db_conn_t *c);
+int db_commit(db_conn_t *c);
+void db_rollback(db_conn_t *c);
+bool db_in_tx(db_conn_t *c);
+/* Savepoints inside a transaction (for one message of a batch). */
+int db_savepoint(db_conn_t *c);
+int db_release(db_conn_t *c);
+void db_rollback_to(db_conn_t *c);
+/* Register fn(arg) to run after the current transaction commits (bounded:
+ * a few distinct hooks per transaction; the same fn/arg pair is kept once). */
+int db_after_commit(db_conn_t *c, void (*fn)(void *), void *arg);
+
+/* The cached prepared statement for `sql` on this connection, reset and with
+ * bindings cleared; NULL with a diag on a prepare error. Do not finalize it. */
+sqlite3_stmt *db_stmt(db_conn_t *c, const char *sql);
+/* Step a statement that returns no rows (then reset it): 0, or -1 with diag
+ * (a UNIQUE violation is DIAG_CONFLICT, anything else DIAG_INTERNAL). */
+int db_step_done(db_conn_t *c, sqlite3_stmt *st);
+/* sqlite3_step, mapping errors to diag: SQLITE_ROW -> 1, SQLITE_DONE -> 0
+ * (statement reset), error -> -1. */
+int db_step(db_conn_t *c, sqlite3_stmt *st);
+/* Run a script with no parameters (DDL in migrations, pragmas). */
+int db_exec(db_conn_t *c, const char *sql);
+
+/* Binding helpers: text NULL binds NULL; all copy (SQLITE_TRANSIENT). */
+int db_bind_text(sqlite3_stmt *st, int idx, const char *text);
+int db_bind_int64(sqlite3_stmt *st, int idx, int64_t v);
+/* Column text as "" when NULL. */
+const char *db_col_text(sqlite3_stmt *st, int col);
+
+/* SELECT 1 on this thread's connection: 0 when the file answers. */
+int db_ping(db_t *db);
+
+/* The core tables every service file gets: outbox, inbox, sched_runs. */
+extern const char *const db_core_migrations[];
+
+#endif

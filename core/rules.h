@@ -1,0 +1,72 @@
+/*
+ * rules: the Lua 5.4 host of the rule files, rules/NAME.lua (CONTRACT section 4).
+ *
+ * Each rule file is compiled into its own sandboxed _ENV (an allow list of
+ * base functions, string without dump, table, math, utf8, and os.time,
+ * os.date, os.clock, os.difftime; no io, require, load, dofile, debug,
+ * collectgarbage). Reading an unknown global is an error. Every call runs
+ * under an instruction/time budget (a runaway rule returns an error within
+ * RULES_BUDGET_MS) and a memory cap.
+ *
+ * Threads: every thread that calls rules gets its own lua_State, built from
+ * the current generation of sources on its first call; a reload swaps in new
+ * sources and bumps a generation counter; a thread rebuilds its state before
+ * its next call. A file that fails to compile, to run its chunk, or to pass
+ * its selftest() never replaces the version in force; its error is kept for
+ * rules_status() and logged.
+ *
+ * A file's version is the first 12 hex digits of the SHA-256 of its bytes.
+ * math.random in rules is seeded from the process seed (ATES_SEED) and the
+ * thread, so a seeded run is repeatable.
+ */
+#ifndef ATES_RULES_H
+#define ATES_RULES_H
+
+#include <stdint.h>
+#include <cjson/cJSON.h>
+
+#define RULES_VERSION_LEN 13 /* 12 hex + NUL */
+#define RULES_BUDGET_MS 50   /* wall-clock budget of one call */
+
+typedef struct rules rules_t;
+
+/* Load every *.lua of `dir` (files that fail are recorded, not fatal).
+ * `seed` seeds math.random. */
+int rules_open(rules_t **out, const char *dir, uint64_t seed);
+void rules_close(rules_t *r);
+
+/* Declare that `file` must define global function `fn`: a version without it
+ * fails to load (checked for versions loaded after this call and for the
+ * one in force now: returns -1 with a diag if that lacks it). */
+int rules_require(rules_t *r, const char *file, const char *fn);
+
+/* Start/stop the inotify watcher thread: changes are reloaded within 1 s
+ * (debounced). */
+int rules_watch_start(rules_t *r);
+void rules_watch_stop(rules_t *r);
+/* Re-read the directory now (what the watcher does); returns the number of
+ * files whose version changed. */
+int rules_reload(rules_t *r);
+uint64_t rules_generation(const rules_t *r);
+
+/*
+ * Call global function `fn` of rule file `file` with the elements of `args`
+ * (a JSON array; NULL for none) as arguments, converted to Lua values
+ * (objects -> tables, arrays -> sequences, integral numbers -> integers).
+ * The first result is converted back into *result (tables with keys 1..n ->
+ * arrays, other tables -> objects; integers stay exact within +-2^53, else
+ * an error). `version` (may be NULL) receives the version that ran.
+ * -1 with a diag ("pricing.lua:12: attempt to ..." with traceback in the
+ * log) on any error, budget exhaustion included.
+ */
+int rules_call(rules_t *r, const char *file, const char *fn, const cJSON *args, cJSON **result,
+               char version[RULES_VERSION_LEN]);
+
+/* {"items":[{"file","version","loaded_at","error"}]} for GET /api/rules. */
+cJSON *rules_status(rules_t *r);
+
+/* `ates rules check DIR`: load every file of `dir` as a reload would, run
+ * the selftests, print "file:line: message" lines to `err`; 0 when all pass. */
+int rules_check_dir(const char *dir, void *err_file);
+
+#endif

@@ -1,0 +1,16 @@
+/*
+ * registry: the services linked into this binary. The test host adds the
+ * probe plugin of tests/integration (compiled with ATES_TEST_PLUGIN).
+ */
+#include "core/plugin.h"
+
+#ifdef ATES_TEST_PLUGIN
+extern const plugin_t probe_plugin;
+#endif
+
+const plugin_t *const ates_plugins[] = {
+#ifdef ATES_TEST_PLUGIN
+    &probe_plugin,
+#endif
+    NULL,
+};
