@@ -1,0 +1,333 @@
+"""Integration-test harness: real nats-server, real ates processes, real HTTP.
+
+Only the Python standard library. Every server binds 127.0.0.1 on a free
+port, every process is killed at exit, every wait has an upper bound (a
+bound to give up, never an assertion on speed).
+"""
+import atexit
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import http.client
+
+SRC = os.environ.get("ATES_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+TESTHOST = os.environ.get("ATES_TESTHOST", os.path.join(SRC, "build", "ates_testhost"))
+ATES_BIN = os.environ.get("ATES_BIN", os.path.join(SRC, "build", "ates"))
+TMP_ROOT = os.environ.get("ATES_TEST_TMP", tempfile.gettempdir())
+
+_procs = []
+
+
+def _cleanup():
+    for p in _procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+atexit.register(_cleanup)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(pred, timeout=15.0, interval=0.05, what="condition"):
+    """Poll pred() until it returns a truthy value; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            last = e
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def tmpdir(name):
+    os.makedirs(TMP_ROOT, exist_ok=True)
+    return tempfile.mkdtemp(prefix=name + "-", dir=TMP_ROOT)
+
+
+class Check:
+    """Counts checks and prints the closing line CTest and CI read."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def __call__(self, cond, what):
+        if cond:
+            self.passed += 1
+        else:
+            self.failed += 1
+            sys.stderr.write("check failed: %s\n" % what)
+        return cond
+
+    def eq(self, got, want, what):
+        return self(got == want, "%s: got %r, want %r" % (what, got, want))
+
+    def done(self):
+        print("%d passed, %d failed" % (self.passed, self.failed))
+        _cleanup()
+        sys.exit(1 if self.failed or not self.passed else 0)
+
+
+# --- nats-server ------------------------------------------------------------
+
+class NatsServer:
+    def __init__(self, port=None, store=None):
+        self.port = port or free_port()
+        self.store = store or tmpdir("nats")
+        self.proc = None
+
+    @property
+    def url(self):
+        return "nats://127.0.0.1:%d" % self.port
+
+    def start(self):
+        log = open(os.path.join(self.store, "nats.log"), "ab")
+        self.proc = subprocess.Popen(
+            ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.store],
+            stdout=log, stderr=log)
+        _procs.append(self.proc)
+        wait_for(lambda: _port_open(self.port), what="nats-server on %d" % self.port)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def _port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# --- ates -------------------------------------------------------------------
+
+class Ates:
+    """One `ates serve` process with its own data dir and HTTP port."""
+
+    def __init__(self, nats_url, binary=None, data_dir=None, rules_dir=None, services=None,
+                 env=None, schemas_dir=None):
+        self.binary = binary or TESTHOST
+        self.port = free_port()
+        self.data_dir = data_dir or tmpdir("data")
+        self.rules_dir = rules_dir or tmpdir("rules")
+        self.schemas_dir = schemas_dir or merged_schemas()
+        self.services = services
+        self.nats_url = nats_url
+        self.extra_env = env or {}
+        self.proc = None
+        self.log_path = os.path.join(self.data_dir, "ates.log")
+
+    def env(self):
+        e = dict(os.environ)
+        e.update({
+            "ATES_HTTP_ADDR": "127.0.0.1:%d" % self.port,
+            "ATES_NATS_URL": self.nats_url,
+            "ATES_DATA_DIR": self.data_dir,
+            "ATES_RULES_DIR": self.rules_dir,
+            "ATES_SCHEMAS_DIR": self.schemas_dir,
+            "ATES_WEB_DIR": os.path.join(SRC, "web"),
+            "ATES_SEED": "42",
+            "ATES_LOG": "debug",
+        })
+        e.update(self.extra_env)
+        return e
+
+    def start(self, wait_ready=True):
+        args = [self.binary, "serve"]
+        if self.services:
+            args += ["--services", self.services]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, env=self.env(), stdout=log, stderr=log, cwd=self.data_dir)
+        _procs.append(self.proc)
+        wait_for(lambda: self.proc.poll() is None and self.get("/health")[0] == 200,
+                 what="ates /health (log: %s)" % self.log_path)
+        if wait_ready:
+            wait_for(lambda: self.get("/ready")[0] == 200, what="ates /ready")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            return self.proc.wait(timeout=20)
+        return self.proc.returncode if self.proc else None
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def request(self, method, path, body=None, headers=None, raw=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            h = dict(headers or {})
+            data = raw
+            if body is not None:
+                data = json.dumps(body).encode()
+                h.setdefault("Content-Type", "application/json")
+            conn.request(method, path, body=data, headers=h)
+            resp = conn.getresponse()
+            payload = resp.read()
+            parsed = None
+            if payload and "json" in (resp.getheader("Content-Type") or ""):
+                parsed = json.loads(payload)
+            return resp.status, parsed, dict((k.lower(), v) for k, v in resp.getheaders()), payload
+        finally:
+            conn.close()
+
+    def get(self, path, headers=None):
+        st, js, hd, _ = self.request("GET", path, headers=headers)
+        return st, js
+
+    def post(self, path, body=None, headers=None):
+        st, js, hd, _ = self.request("POST", path, body=body, headers=headers)
+        return st, js
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+
+def merged_schemas():
+    """config/schemas plus the test-only schemas, in one temp dir."""
+    d = tmpdir("schemas")
+    for src in (os.path.join(SRC, "config", "schemas"), os.path.join(SRC, "tests", "integration", "schemas")):
+        for name in os.listdir(src):
+            if name.endswith(".json"):
+                shutil.copy(os.path.join(src, name), d)
+    return d
+
+
+# --- a small NATS client (core protocol + JetStream API requests) -----------
+
+class Nats:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+        self.sid = 0
+        self._line()  # INFO
+        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}\r\nPING\r\n')
+        while self._line() != b"PONG":
+            pass
+
+    def close(self):
+        self.sock.close()
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise OSError("nats connection closed")
+        self.buf += chunk
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _bytes(self, n):
+        while len(self.buf) < n + 2:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def subscribe(self, subject):
+        self.sid += 1
+        self.sock.sendall(b"SUB %s %d\r\n" % (subject.encode(), self.sid))
+        return self.sid
+
+    def publish(self, subject, payload, headers=None, reply=None):
+        rep = (" " + reply) if reply else ""
+        if headers:
+            hdr = "NATS/1.0\r\n" + "".join("%s: %s\r\n" % kv for kv in headers.items()) + "\r\n"
+            hdr = hdr.encode()
+            self.sock.sendall(b"HPUB %s%s %d %d\r\n%s%s\r\n" % (
+                subject.encode(), rep.encode(), len(hdr), len(hdr) + len(payload), hdr, payload))
+        else:
+            self.sock.sendall(b"PUB %s%s %d\r\n%s\r\n" % (subject.encode(), rep.encode(), len(payload), payload))
+
+    def next_msg(self, timeout=10):
+        """(subject, headers dict, payload) of the next message."""
+        self.sock.settimeout(timeout)
+        while True:
+            line = self._line()
+            if line == b"PING":
+                self.sock.sendall(b"PONG\r\n")
+                continue
+            parts = line.split(b" ")
+            if parts[0] == b"MSG":
+                return parts[1].decode(), {}, self._bytes(int(parts[-1]))
+            if parts[0] == b"HMSG":
+                hlen, total = int(parts[-2]), int(parts[-1])
+                raw = self._bytes(total)
+                return parts[1].decode(), parse_headers(raw[:hlen]), raw[hlen:]
+            if parts[0].startswith(b"-ERR"):
+                raise OSError(line.decode())
+
+    def request(self, subject, payload=b"", timeout=10):
+        inbox = "_INBOX.t%d" % (self.sid + 1)
+        self.subscribe(inbox)
+        self.publish(subject, payload, reply=inbox)
+        _, _, data = self.next_msg(timeout)
+        self.sock.sendall(b"UNSUB %d\r\n" % self.sid)
+        return data
+
+    def js(self, api, body=None):
+        return json.loads(self.request("$JS.API." + api, json.dumps(body).encode() if body is not None else b""))
+
+    def stream_info(self, stream):
+        return self.js("STREAM.INFO." + stream)
+
+    def stream_msgs(self, stream):
+        """Every message the stream holds: [(subject, headers, body bytes)]."""
+        info = self.stream_info(stream)
+        state = info.get("state", {})
+        out = []
+        for seq in range(state.get("first_seq", 1), state.get("last_seq", 0) + 1):
+            m = self.js("STREAM.MSG.GET." + stream, {"seq": seq})
+            if "message" not in m:
+                continue
+            msg = m["message"]
+            hdrs = parse_headers(base64.b64decode(msg["hdrs"])) if msg.get("hdrs") else {}
+            out.append((msg["subject"], hdrs, base64.b64decode(msg.get("data", ""))))
+        return out
+
+
+def parse_headers(raw):
+    lines = raw.decode(errors="replace").split("\r\n")[1:]
+    h = {}
+    for ln in lines:
+        if ":" in ln:
+            k, v = ln.split(":", 1)
+            h[k.strip()] = v.strip()
+    return h
+
+
+def write_file(path, text):
+    """Write atomically (as an editor's save does) so a reload sees whole files."""
+    tmp = path + ".tmp~"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# make bench: the raw ceilings of this machine, measured in the same run as
+# the system's own figures, on loopback only; stops by itself.
+#   JetStream async publish and batched fetch+ack (bench_jetstream, nats.c)
+#   SQLite tx/s per request and batched (bench_sqlite, core/db)
+#   HTTP GET /health of `ates serve` with wrk (keep-alive)
+set -uo pipefail
+build=${1:-build}
+secs=${BENCH_SECONDS:-5}
+tmp=$(mktemp -d /tmp/ates-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+np=$(port)
+nats-server -a 127.0.0.1 -p "$np" -js -sd "$tmp/nats" >"$tmp/nats.log" 2>&1 & pids+=($!)
+up "$np" || { echo "nats-server did not start" >&2; exit 1; }
+
+echo "== raw ceilings"
+"$build/bench/bench_jetstream" "nats://127.0.0.1:$np" 200000
+mkdir -p "$tmp/sqlite"
+"$build/bench/bench_sqlite" "$tmp/sqlite" 3
+
+echo "== ates"
+hp=$(port)
+mkdir -p "$tmp/data" "$tmp/rules"
+ATES_HTTP_ADDR="127.0.0.1:$hp" ATES_NATS_URL="nats://127.0.0.1:$np" ATES_DATA_DIR="$tmp/data" \
+  ATES_RULES_DIR="${ATES_RULES_DIR:-$PWD/rules}" ATES_SCHEMAS_DIR="$PWD/config/schemas" \
+  ATES_ADMIN_PASSWORD=bench-password ATES_LOG=warn \
+  "$build/ates" serve >"$tmp/ates.log" 2>&1 & pids+=($!)
+up "$hp" || { echo "ates did not start:" >&2; cat "$tmp/ates.log" >&2; exit 1; }
+rate() { wrk -t2 -c64 -d"${secs}s" "$@" 2>/dev/null | awk '/Requests\/sec/ {print $2}'; }
+health=$(rate "http://127.0.0.1:$hp/health")
+echo "http_health ${health} req/s (wrk -t2 -c64, keep-alive)"
+for extra in tools/bench.d/*.sh; do
+  [ -f "$extra" ] && . "$extra"
+done
