@@ -186,17 +186,26 @@ static int daily_catch_up(sched_t *s, sched_entry_t *e, int64_t now)
 {
     db_conn_t *c = db_conn(e->db);
     char last[CLOCK_DAY_LEN];
-    if (!c || read_last(c, e, last) < 0) return -1;
+    if (!c || read_last(c, e, last) < 0) {
+        log_diag(LOG_ERROR, "sched_runs read");
+        return -1;
+    }
     if (!last[0]) { /* first sight: yesterday is the baseline, nothing runs */
         char today[CLOCK_DAY_LEN];
         clock_day_of(now, today);
-        if (clock_day_add(today, -1, last) < 0 || write_last(c, e, last) < 0) return -1;
+        if (clock_day_add(today, -1, last) < 0 || write_last(c, e, last) < 0) {
+            log_diag(LOG_ERROR, "sched_runs baseline");
+            return -1;
+        }
         log_info("sched job %s: baseline day %s", e->name, last);
     }
     for (;;) {
         int64_t next;
         int n = sched_due_days(last, now, s->days, SCHED_MAX_CATCHUP, &next);
-        if (n < 0) return -1;
+        if (n < 0) {
+            log_diag(LOG_ERROR, "sched_runs last_day");
+            return -1;
+        }
         e->due_wall = next + SCHED_CLOSE_MARGIN_MS;
         for (int i = 0; i < n; i++) {
             if (stopping(s)) return 0;
