@@ -3,8 +3,9 @@
  *
  * Calendar dates are handled as day numbers (days since 1970-01-01) with
  * Howard Hinnant's civil-date algorithms, so date arithmetic never goes
- * through a time zone. Local time goes through localtime_r/mktime with the
- * TZ set once by clock_configure.
+ * through a time zone. Local time goes through localtime_r with the TZ set
+ * once by clock_configure; a day's close instant is found from the wall
+ * time (exact match, or a search across a DST gap), never with mktime.
  */
 #include "clock.h"
 
@@ -212,6 +213,52 @@ int clock_day_add(const char *day, int delta, char out[CLOCK_DAY_LEN])
     return 0;
 }
 
+/* Local wall time of instant `t`, as seconds since 1970-01-01 00:00 local. */
+static int64_t wall_of(time_t t)
+{
+    struct tm tm;
+    localtime_r(&t, &tm);
+    return days_from_civil(tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday) * 86400 +
+           tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
+}
+
+static int64_t offset_at(time_t t) { return wall_of(t) - (int64_t)t; }
+
+/* The first instant at which local wall time reaches `wall` (seconds, as
+ * from wall_of). In a DST overlap that is the first occurrence; in a gap it
+ * is the instant the clock jumps over `wall` (02:30 in a 02:00->03:00 gap
+ * gives 03:00). The offsets a day before and after bracket the instant,
+ * assuming at most one offset change within a day of it. */
+static int64_t local_to_utc(int64_t wall)
+{
+    int64_t a = wall - offset_at((time_t)(wall - 86400));
+    int64_t b = wall - offset_at((time_t)(wall + 86400));
+    int64_t lo = a < b ? a : b, hi = a < b ? b : a;
+    if (wall_of((time_t)lo) == wall) return lo;
+    if (wall_of((time_t)hi) == wall) return hi;
+    /* A gap: wall(lo) < wall <= wall(hi); find the first instant past it. */
+    while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (wall_of((time_t)mid) >= wall)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return hi;
+}
+
+/* Close instant (ms) of day number `n`. */
+static int64_t close_of(int64_t n)
+{
+    int64_t wall = n * 86400 + (int64_t)g_close_minute * 60;
+    if (g_close_minute == 0) wall += 86400; /* midnight at the end of the day */
+    return local_to_utc(wall) * 1000;
+}
+
+/* The day an instant belongs to is the one whose close is the first after
+ * it: close(n - 1) <= ms < close(n). The local date and time give the
+ * answer except around DST changes (in an overlap 02:10 can come after a
+ * 02:30 close), so it is checked against the close instants. */
 void clock_day_of(int64_t ms, char out[CLOCK_DAY_LEN])
 {
     time_t t = (time_t)floor_div(ms, 1000);
@@ -219,49 +266,15 @@ void clock_day_of(int64_t ms, char out[CLOCK_DAY_LEN])
     localtime_r(&t, &tm);
     int64_t n = days_from_civil(tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday);
     if (g_close_minute > 0 && tm.tm_hour * 60 + tm.tm_min >= g_close_minute) n++;
+    for (int i = 0; i < 3 && close_of(n) <= ms; i++) n++;
+    for (int i = 0; i < 3 && close_of(n - 1) > ms; i++) n--;
     format_day(n, out);
-}
-
-/* The UTC instant of local wall time y-m-d hh:mm. In a DST overlap the first
- * occurrence; in a gap the instant the clock jumps to (wall time moved
- * forward by the gap). */
-static time_t local_to_utc(int y, int m, int d, int hh, int mm)
-{
-    time_t best = 0;
-    bool found = false;
-    for (int dst = 0; dst <= 1; dst++) {
-        struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d, .tm_hour = hh,
-                        .tm_min = mm, .tm_isdst = dst};
-        time_t t = mktime(&tm);
-        struct tm back;
-        localtime_r(&t, &back);
-        if (back.tm_year == y - 1900 && back.tm_mon == m - 1 && back.tm_mday == d &&
-            back.tm_hour == hh && back.tm_min == mm && (!found || t < best)) {
-            best = t;
-            found = true;
-        }
-    }
-    if (!found) { /* a gap: the first instant after it */
-        struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d, .tm_hour = hh,
-                        .tm_min = mm, .tm_isdst = -1};
-        best = mktime(&tm);
-        struct tm back;
-        localtime_r(&best, &back);
-        /* mktime may have resolved backwards; step to the far side of the gap */
-        if (back.tm_mday == d && back.tm_hour * 60 + back.tm_min < hh * 60 + mm) best += 3600;
-    }
-    return best;
 }
 
 int clock_day_close_ms(const char *day, int64_t *ms)
 {
     int64_t n;
     if (parse_day(day, &n) < 0) return -1;
-    int y, m, d;
-    if (g_close_minute == 0) /* midnight at the end of the day */
-        civil_from_days(n + 1, &y, &m, &d);
-    else /* the close time on `day` itself: it began at the close of the day before */
-        civil_from_days(n, &y, &m, &d);
-    *ms = (int64_t)local_to_utc(y, m, d, g_close_minute / 60, g_close_minute % 60) * 1000;
+    *ms = close_of(n);
     return 0;
 }

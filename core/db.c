@@ -334,13 +334,20 @@ static int migrate(db_conn_t *c, const char *track, const char *const *scripts)
     if (rc == 1) have = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
 
-    for (int64_t i = have; scripts[i]; i++) {
+    int64_t count = 0;
+    while (scripts[count]) count++;
+    if (have > count) /* never index past the list: an older binary on a newer file */
+        return diag_set(DIAG_INTERNAL, "%s: %s migrations are at version %lld, this build knows %lld",
+                        c->db->name, track, (long long)have, (long long)count);
+
+    for (int64_t i = have; i < count; i++) {
         if (db_begin(c) < 0) return -1;
         if (db_exec(c, scripts[i]) < 0) {
-            diag_set(DIAG_INTERNAL, "%s migration %s #%lld: %s", c->db->name, track,
-                     (long long)i + 1, diag_last()->message);
+            char cause[sizeof(diag_last()->message)]; /* diag_set must not read its own buffer */
+            snprintf(cause, sizeof(cause), "%s", diag_last()->message);
             db_rollback(c);
-            return -1;
+            return diag_set(DIAG_INTERNAL, "%s migration %s #%lld: %s", c->db->name, track,
+                            (long long)i + 1, cause);
         }
         st = db_stmt(c, "INSERT INTO ates_migrations(track, version) VALUES (?1, ?2) "
                         "ON CONFLICT(track) DO UPDATE SET version = excluded.version");

@@ -16,6 +16,7 @@
 #include "db.h"
 
 #define SCHED_MAX_CATCHUP 366
+#define SCHED_RETRY_MS 30000
 
 typedef enum sched_kind { SCHED_INTERVAL, SCHED_DAILY } sched_kind_t;
 
@@ -32,8 +33,15 @@ typedef struct sched sched_t;
 
 int sched_create(sched_t **out);
 /* Add `jobs` (terminated by an entry with name NULL) of one service; `db`
- * holds their sched_runs rows; `ud` is passed to run. Before sched_start. */
+ * holds their sched_runs rows; `ud` is passed to run. Before sched_start.
+ * The job entries are copied; `db` and `ud` must outlive the scheduler
+ * (sched_stop before db_close). A daily day is persisted after its run, so a
+ * crash in between runs it again: daily jobs must be idempotent per day. */
 int sched_add(sched_t *s, db_t *db, const sched_job_t *jobs, void *ud);
+/* How long a daily job whose run (or whose sched_runs write) failed waits
+ * before it is tried again; default SCHED_RETRY_MS. Before sched_start
+ * (tests use a short one). -1 (diag) when ms < 1. */
+int sched_set_retry_ms(sched_t *s, int ms);
 int sched_start(sched_t *s);
 void sched_stop(sched_t *s);  /* joins the thread; waits for a running job */
 void sched_free(sched_t *s);
@@ -44,7 +52,10 @@ void sched_free(sched_t *s);
  * since and are due, oldest first, into out[0..max); returns how many. When
  * `last` is "" nothing is due (a new install does not replay history; the
  * caller records the day before today as its baseline). *next_ms receives
- * when the current business day closes.
+ * when the current business day closes. When more than `max` days are due
+ * (`last` far in the past) the OLDEST `max` are returned, so that a caller
+ * running them and persisting the last one catches up in order over several
+ * calls. -1 (diag validation) when `last` is neither "" nor a valid day.
  */
 int sched_due_days(const char *last, int64_t now_ms, char (*out)[CLOCK_DAY_LEN], int max,
                    int64_t *next_ms);
