@@ -11,10 +11,12 @@ static _Thread_local diag_t tls_diag;
 
 int diag_set_at(const char *file, int line, diag_kind_t kind, const char *fmt, ...)
 {
+    char msg[sizeof(tls_diag.message)]; /* the arguments may point into tls_diag.message */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(tls_diag.message, sizeof(tls_diag.message), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    memcpy(tls_diag.message, msg, sizeof(msg));
     tls_diag.kind = kind;
     tls_diag.file = file;
     tls_diag.line = line;
