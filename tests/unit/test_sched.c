@@ -98,7 +98,7 @@ static void walk(const char *last0, const char *from, const char *to, int64_t st
             T_EQ_STR(out[i], want);
             int64_t c = close_of(out[i]);
             T_CHECK(c <= now && c > now - step_ms);
-            snprintf(last, sizeof(last), "%s", out[i]);
+            memcpy(last, out[i], CLOCK_DAY_LEN);
             clock_day_add(want, 1, want);
             got++;
         }
@@ -268,7 +268,7 @@ static void probe_init(probe_t *p, db_t *db)
 static void test_running(const char *dir)
 {
     T_EQ_INT(clock_configure("UTC", 0), 0);
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof(path), "%s/svc.db", dir);
     db_t *db = NULL;
     T_EQ_INT(db_open(&db, "svc", path, db_core_migrations, NULL), 0);
