@@ -192,6 +192,10 @@ static void test_transactions(db_t *db)
     T_EQ_INT(query_int(db, "SELECT count(*) FROM t WHERE v IN ('committed', 'outer', 'inner kept')"), 3);
 }
 
+/* Both threads hold their connections at once (the barrier), so distinct
+ * pointers really are distinct connections, not one address reused. */
+static pthread_barrier_t both_open;
+
 typedef struct thread_arg {
     db_t *db;
     db_conn_t *conn;
@@ -202,6 +206,7 @@ static void *in_thread(void *p)
 {
     thread_arg_t *a = p;
     a->conn = db_conn(a->db);
+    pthread_barrier_wait(&both_open);
     a->insert_rc = -1;
     if (a->conn && db_begin(a->conn) == 0) {
         a->insert_rc = exec_text(a->conn, "INSERT INTO t VALUES (?1)", "from thread");
@@ -214,10 +219,12 @@ static void test_threads(db_t *db)
 {
     thread_arg_t a = {.db = db}, b = {.db = db};
     pthread_t ta, tb;
+    pthread_barrier_init(&both_open, NULL, 2);
     T_EQ_INT(pthread_create(&ta, NULL, in_thread, &a), 0);
     T_EQ_INT(pthread_create(&tb, NULL, in_thread, &b), 0);
     pthread_join(ta, NULL);
     pthread_join(tb, NULL);
+    pthread_barrier_destroy(&both_open);
     T_CHECK(a.conn != NULL && b.conn != NULL);
     T_CHECK(a.conn != b.conn);
     T_CHECK(a.conn != db_conn(db) && b.conn != db_conn(db));
