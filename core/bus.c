@@ -46,6 +46,7 @@ static void on_connected(natsConnection *nc, void *closure)
 
 static void on_disconnected(natsConnection *nc, void *closure)
 {
+    if (natsConnection_IsClosed(nc)) return; /* bus_close */
     log_warn("nats disconnected, reconnecting in the background");
 }
 
@@ -134,6 +135,14 @@ jsCtx *bus_js(bus_t *bus, jsPubAckHandler on_ack, void *closure)
         return NULL;
     }
     return js;
+}
+
+void bus_sub_destroy(bus_t *bus, natsSubscription *sub)
+{
+    if (!sub) return;
+    natsSubscription_Unsubscribe(sub);
+    if (bus_connected(bus)) natsConnection_FlushTimeout(bus->nc, BUS_PING_TIMEOUT_MS);
+    natsSubscription_Destroy(sub);
 }
 
 /* ---- streams ---------------------------------------------------------- */

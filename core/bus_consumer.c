@@ -139,6 +139,24 @@ static int validate(bus_consumer_t *cs, const cJSON *body, bus_event_t *ev)
     return schema_validate(schema, body);
 }
 
+/* The handler failed: undo its savepoint, then dead-letter or nak. */
+static int after_failure(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m,
+                         const bus_event_t *ev, outcome_t *out)
+{
+    diag_kind_t kind = diag_last()->kind;
+    char reason[sizeof(diag_last()->message)];
+    snprintf(reason, sizeof(reason), "%s", diag_last()->message);
+    db_rollback_to(c);
+    if (kind == DIAG_VALIDATION || m->delivered >= BUS_MAX_DELIVER) {
+        *out = OUT_ACK;
+        return dead_letter(cs, c, m, ev->event_id, reason);
+    }
+    log_warn("handler for %s %s failed (delivery %d): %s", m->subject, ev->event_id, m->delivered,
+             reason);
+    *out = OUT_NAK;
+    return 0;
+}
+
 /* Run the handler in a savepoint with the inbox insert. */
 static int apply(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m, bus_handler_fn fn,
                  bus_event_t *ev, outcome_t *out)
@@ -156,23 +174,14 @@ static int apply(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m, bus_handl
     log_set_trace(ev->trace_id ? ev->trace_id : "");
     diag_clear();
     int rc = fn(c, ev, cs->ud);
-    log_set_trace(NULL);
     if (rc == 0) {
         *out = OUT_ACK;
-        return db_release(c);
+        rc = db_release(c);
+    } else {
+        rc = after_failure(cs, c, m, ev, out);
     }
-    diag_kind_t kind = diag_last()->kind;
-    char reason[sizeof(diag_last()->message)];
-    snprintf(reason, sizeof(reason), "%s", diag_last()->message);
-    db_rollback_to(c);
-    if (kind == DIAG_VALIDATION || m->delivered >= BUS_MAX_DELIVER) {
-        *out = OUT_ACK;
-        return dead_letter(cs, c, m, ev->event_id, reason);
-    }
-    log_warn("handler for %s %s failed (delivery %d): %s", m->subject, ev->event_id, m->delivered,
-             reason);
-    *out = OUT_NAK;
-    return 0;
+    log_set_trace(NULL);
+    return rc;
 }
 
 /* Handle one message of the batch; -1 only when the batch must be abandoned. */
@@ -261,20 +270,36 @@ static void handle_batch(bus_consumer_t *cs, db_conn_t *c, natsMsgList *list)
     }
 }
 
-/* Bind the durable pull consumer. Never natsSubscription_Unsubscribe it:
- * nats.c deletes a consumer its own subscribe created on unsubscribe, even
- * a durable one; natsSubscription_Destroy keeps it. */
+/* Create the durable consumer (an existing one is kept as it is). */
+static void add_consumer(bus_consumer_t *cs)
+{
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = cs->service;
+    cc.FilterSubject = cs->subjects;
+    cc.AckPolicy = js_AckExplicit;
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.MaxDeliver = -1; /* we count deliveries ourselves */
+    cc.AckWait = CONSUMER_ACK_WAIT_NS;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddConsumer(&ci, cs->js, cs->stream, &cc, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    if (s != NATS_OK) log_debug("add consumer %s on %s: %s (%d)", cs->service, cs->stream,
+                                natsStatus_GetText(s), (int)jerr);
+}
+
+/* Create the durable consumer ourselves, then bind to it: a subscription
+ * bound to a consumer nats.c did not create never deletes it on
+ * unsubscribe, so bus_sub_destroy is safe. */
 static int subscribe(bus_consumer_t *cs, int *seen_gen)
 {
     if (bus_ensure_known(cs->w.bus, seen_gen) < 0) return -1;
+    add_consumer(cs);
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = cs->stream;
-    so.Config.Durable = cs->service;
-    so.Config.AckPolicy = js_AckExplicit;
-    so.Config.DeliverPolicy = js_DeliverAll;
-    so.Config.MaxDeliver = -1; /* we count deliveries ourselves */
-    so.Config.AckWait = CONSUMER_ACK_WAIT_NS;
+    so.Consumer = cs->service;
     jsErrCode jerr = 0;
     natsStatus s = js_PullSubscribe(&cs->sub, cs->js, cs->subjects, cs->service, NULL, &so, &jerr);
     if (s != NATS_OK) {
@@ -308,7 +333,7 @@ static void *consumer_main(void *arg)
             handle_batch(cs, c, &list);
         } else if (s != NATS_TIMEOUT && ++errors >= CONSUMER_FETCH_ERRORS) {
             log_warn("fetch from %s: %s; subscribing again", cs->stream, natsStatus_GetText(s));
-            natsSubscription_Destroy(cs->sub);
+            bus_sub_destroy(cs->w.bus, cs->sub);
             cs->sub = NULL;
             errors = 0;
         } else if (s != NATS_TIMEOUT) {
@@ -323,7 +348,7 @@ static void *consumer_main(void *arg)
 static void consumer_destroy(bus_worker_t *w)
 {
     bus_consumer_t *cs = (bus_consumer_t *)w;
-    natsSubscription_Destroy(cs->sub);
+    bus_sub_destroy(cs->w.bus, cs->sub);
     jsCtx_Destroy(cs->js);
     free(cs);
 }

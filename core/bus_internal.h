@@ -53,6 +53,13 @@ int bus_nats_error(diag_kind_t kind, natsStatus s, const char *what);
  * NULL). NULL with a diag on error. */
 jsCtx *bus_js(bus_t *bus, jsPubAckHandler on_ack, void *closure);
 
+/* Unsubscribe, let the read loop pass every message already received, then
+ * free: libnats 3.4 can crash when a subscription is freed while its read
+ * loop is delivering to it (nats.c #637). Never use it on a subscription
+ * whose consumer nats.c created itself and that must survive: unsubscribe
+ * deletes such a consumer. */
+void bus_sub_destroy(bus_t *bus, natsSubscription *sub);
+
 /* Add `streams` to the remembered list (copies, deduplicated by name). */
 int bus_remember_streams(bus_t *bus, const bus_stream_t *streams);
 /* Ensure every remembered stream exists, when `*seen_gen` differs from the

@@ -230,6 +230,7 @@ static void *relay_main(void *arg)
     jsPubOptions_Init(&po);
     po.MaxWait = BUS_JS_WAIT_MS;
     js_PublishAsyncComplete(r->js, &po);
+    if (bus_connected(r->w.bus)) natsConnection_FlushTimeout(r->w.bus->nc, BUS_JS_WAIT_MS);
     return NULL;
 }
 

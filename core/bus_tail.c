@@ -168,7 +168,7 @@ int bus_tail(bus_t *bus, const char *subject, bool from_start, long max, FILE *o
     }
     rc = pump(subs, n, max, out, stop);
 out:
-    for (int i = 0; i < n; i++) natsSubscription_Destroy(subs[i]);
+    for (int i = 0; i < n; i++) bus_sub_destroy(bus, subs[i]); /* also drops the ephemerals */
     jsCtx_Destroy(js);
     return rc;
 }
