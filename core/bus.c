@@ -376,8 +376,11 @@ static int check_envelope(const cJSON *env, const char *name, int version)
     const schema_registry_t *reg = atomic_load(&g_schemas);
     const cJSON *schema = reg ? schema_find(reg, name, version) : NULL;
     if (!schema) return diag_set(DIAG_INTERNAL, "no schema for event %s v%d", name, version);
-    if (schema_validate(schema, env) < 0)
-        return diag_set(DIAG_VALIDATION, "event %s v%d: %s", name, version, diag_last()->message);
+    if (schema_validate(schema, env) < 0) {
+        char why[sizeof(diag_last()->message)];
+        snprintf(why, sizeof(why), "%s", diag_last()->message);
+        return diag_set(DIAG_VALIDATION, "event %s v%d: %s", name, version, why);
+    }
     return 0;
 }
 

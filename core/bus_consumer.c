@@ -145,7 +145,8 @@ static int after_failure(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m,
 {
     diag_kind_t kind = diag_last()->kind;
     char reason[sizeof(diag_last()->message)];
-    snprintf(reason, sizeof(reason), "%s", diag_last()->message);
+    snprintf(reason, sizeof(reason), "%s",
+             diag_last()->message[0] ? diag_last()->message : "handler failed without a diag");
     db_rollback_to(c);
     if (kind == DIAG_VALIDATION || m->delivered >= BUS_MAX_DELIVER) {
         *out = OUT_ACK;
