@@ -269,6 +269,12 @@ int bus_worker_start(bus_t *bus, bus_worker_t *w, void *(*fn)(void *),
     return 0;
 }
 
+void bus_worker_fini(bus_worker_t *w)
+{
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+}
+
 bool bus_worker_stopping(bus_worker_t *w)
 {
     pthread_mutex_lock(&w->lock);
@@ -324,9 +330,7 @@ void bus_stop_all(bus_t *bus)
     while (list) {
         bus_worker_t *next = list->next;
         pthread_join(list->thread, NULL);
-        pthread_cond_destroy(&list->cond);
-        pthread_mutex_destroy(&list->lock);
-        list->destroy(list);
+        list->destroy(list); /* calls bus_worker_fini */
         list = next;
     }
 }

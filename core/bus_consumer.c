@@ -57,8 +57,8 @@ typedef struct msg_ctx {
     natsMsg *msg;
     const char *subject;
     const char *raw;
-    int raw_len;
     uint64_t stream_seq;
+    int raw_len;
     int delivered;
 } msg_ctx_t;
 
@@ -350,6 +350,7 @@ static void consumer_destroy(bus_worker_t *w)
 {
     bus_consumer_t *cs = (bus_consumer_t *)w;
     bus_sub_destroy(cs->w.bus, cs->sub);
+    bus_worker_fini(&cs->w);
     jsCtx_Destroy(cs->js);
     free(cs);
 }
@@ -387,7 +388,8 @@ static int start_one(bus_t *bus, db_t *db, const char *service, const bus_stream
         return -1;
     }
     if (bus_worker_start(bus, &cs->w, consumer_main, consumer_destroy) < 0) {
-        consumer_destroy(&cs->w);
+        jsCtx_Destroy(cs->js);
+        free(cs);
         return -1;
     }
     return 0;

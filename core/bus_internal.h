@@ -32,7 +32,7 @@ typedef struct bus_worker {
     pthread_cond_t cond;
     bool stop;
     unsigned wakeups;                       /* bumped by bus_worker_wake */
-    void (*destroy)(struct bus_worker *w);  /* after join: free the worker */
+    void (*destroy)(struct bus_worker *w);  /* after join: bus_worker_fini, free */
     struct bus_worker *next;                /* in bus->workers */
 } bus_worker_t;
 
@@ -70,6 +70,9 @@ int bus_ensure_known(bus_t *bus, int *seen_gen);
 /* Workers. bus_worker_start links `w` into bus->workers and runs fn(w). */
 int bus_worker_start(bus_t *bus, bus_worker_t *w, void *(*fn)(void *),
                      void (*destroy)(bus_worker_t *w));
+/* Release the worker's lock and condition (from its destroy callback, once
+ * nobody can wake it any more). */
+void bus_worker_fini(bus_worker_t *w);
 bool bus_worker_stopping(bus_worker_t *w);
 void bus_worker_wake(bus_worker_t *w);
 /* Sleep up to `ms`; returns early on stop, and on a wake when `wakeable`. */

@@ -98,32 +98,32 @@ static natsMsg *make_msg(sqlite3_stmt *st)
     return m;
 }
 
-/* Load the next batch into r->rows and msgs[]; the count, or -1. */
+/* Load the next batch into r->rows and msgs[]; the count, or -1. The ack
+ * lock is held throughout so a late ack never sees a half-filled batch. */
 static int load_batch(bus_relay_t *r, db_conn_t *c, natsMsg **msgs)
 {
     sqlite3_stmt *st = db_stmt(c, "SELECT seq, event_id, subject, name, version, body "
                                   "FROM outbox ORDER BY seq LIMIT ?1");
     if (!st || db_bind_int64(st, 1, RELAY_BATCH) < 0) return -1;
-    int n = 0, rc;
+    int n = 0, rc = 0;
     pthread_mutex_lock(&r->ack_lock);
     r->nrows = 0;
     r->hint = 0;
     r->ack_errors = 0;
-    pthread_mutex_unlock(&r->ack_lock);
-    relay_row_t rows[RELAY_BATCH];
     while (n < RELAY_BATCH && (rc = db_step(c, st)) == 1) {
-        if (!(msgs[n] = make_msg(st))) break;
-        rows[n].seq = sqlite3_column_int64(st, 0);
-        snprintf(rows[n].event_id, UUID_LEN, "%s", db_col_text(st, 1));
-        rows[n].acked = false;
-        n++;
+        if (!(msgs[n] = make_msg(st))) {
+            rc = -1;
+            break;
+        }
+        relay_row_t *row = &r->rows[n++];
+        row->seq = sqlite3_column_int64(st, 0);
+        snprintf(row->event_id, UUID_LEN, "%s", db_col_text(st, 1));
+        row->acked = false;
     }
-    sqlite3_reset(st);
-    pthread_mutex_lock(&r->ack_lock);
-    memcpy(r->rows, rows, sizeof(rows[0]) * (size_t)n);
     r->nrows = n;
     pthread_mutex_unlock(&r->ack_lock);
-    return n;
+    sqlite3_reset(st);
+    return rc < 0 && n == 0 ? -1 : n; /* on a late error, publish what was read */
 }
 
 /* Publish msgs[0..n) (consumed) and wait for their acks. */
@@ -234,10 +234,8 @@ static void *relay_main(void *arg)
     return NULL;
 }
 
-/* After join (bus_stop_all): unregister and free. */
-static void relay_destroy(bus_worker_t *w)
+static void relay_unregister(bus_relay_t *r)
 {
-    bus_relay_t *r = (bus_relay_t *)w;
     pthread_mutex_lock(&g_relays_lock);
     for (bus_relay_t **pp = &g_relays; *pp; pp = &(*pp)->next) {
         if (*pp == r) {
@@ -246,9 +244,22 @@ static void relay_destroy(bus_worker_t *w)
         }
     }
     pthread_mutex_unlock(&g_relays_lock);
+}
+
+static void relay_free(bus_relay_t *r)
+{
     jsCtx_Destroy(r->js);
     pthread_mutex_destroy(&r->ack_lock);
     free(r);
+}
+
+/* After join (bus_stop_all): unregister, then nobody can wake it; free. */
+static void relay_destroy(bus_worker_t *w)
+{
+    bus_relay_t *r = (bus_relay_t *)w;
+    relay_unregister(r);
+    bus_worker_fini(w);
+    relay_free(r);
 }
 
 int bus_relay_start(bus_t *bus, db_t *db)
@@ -262,13 +273,15 @@ int bus_relay_start(bus_t *bus, db_t *db)
         free(r);
         return -1;
     }
+    if (bus_worker_start(bus, &r->w, relay_main, relay_destroy) < 0) {
+        relay_free(r);
+        return -1;
+    }
+    /* Registered once its lock exists; the first round reads the outbox
+     * anyway, so no commit before this point is missed. */
     pthread_mutex_lock(&g_relays_lock);
     r->next = g_relays;
     g_relays = r;
     pthread_mutex_unlock(&g_relays_lock);
-    if (bus_worker_start(bus, &r->w, relay_main, relay_destroy) < 0) {
-        relay_destroy(&r->w);
-        return -1;
-    }
     return 0;
 }
