@@ -1,0 +1,1093 @@
+/*
+ * schema: the JSON Schema subset of schema.h. Four parts: a small regex
+ * engine for "pattern", the document validator, the schema checker (both
+ * driven by one keyword table, so a keyword is either fully supported or
+ * refused), and the registry of <EventName>.v<N>.json files.
+ *
+ * The regex engine works on Unicode code points (the subject is decoded
+ * from UTF-8 once). Its atoms are single characters (literal, ., class,
+ * \d \w \s) with greedy quantifiers, plus the anchors ^ and $; groups,
+ * alternation, lazy quantifiers and back references are refused when the
+ * schema is checked. Matching backtracks; every step is counted, and a
+ * match that needs more than RE_MAX_STEPS steps fails, so no pattern hangs.
+ */
+#include "schema.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "clock.h"
+#include "diag.h"
+#include "json.h"
+#include "uuid.h"
+
+#define SCHEMA_MAX_DEPTH 32
+#define SCHEMA_FILE_MAX (1024 * 1024)
+#define SCHEMA_NAME_MAX 64
+#define SCHEMA_VERSION_MAX 9999
+
+#define RE_MAX_PATTERN 1024
+#define RE_MAX_TOKENS 128
+#define RE_MAX_RANGES 256
+#define RE_MAX_REPEAT 1000
+#define RE_INF INT_MAX
+#define RE_MAX_STEPS 1000000L
+
+/* ------------------------------------------------------------------ utf-8 */
+
+/* The code point at s[*i] (n bytes in all), advancing *i. A malformed or
+ * truncated sequence yields its first byte as one character. */
+static uint32_t utf8_next(const unsigned char *s, size_t n, size_t *i)
+{
+    unsigned c = s[*i];
+    size_t len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
+                                                     : (c & 0xF8) == 0xF0   ? 4
+                                                                            : 1;
+    if (len == 1 || *i + len > n) {
+        (*i)++;
+        return c;
+    }
+    uint32_t cp = c & (0xFFu >> (len + 1));
+    for (size_t k = 1; k < len; k++) {
+        unsigned cc = s[*i + k];
+        if ((cc & 0xC0) != 0x80) {
+            (*i)++;
+            return c;
+        }
+        cp = cp << 6 | (cc & 0x3F);
+    }
+    *i += len;
+    return cp;
+}
+
+static size_t utf8_count(const char *s)
+{
+    size_t n = strlen(s), i = 0, count = 0;
+    while (i < n) {
+        utf8_next((const unsigned char *)s, n, &i);
+        count++;
+    }
+    return count;
+}
+
+/* ------------------------------------------------------------------ regex */
+
+typedef enum re_kind { RE_CHAR, RE_ANY, RE_CLASS, RE_BOL, RE_EOL } re_kind_t;
+
+typedef struct re_tok {
+    re_kind_t kind;
+    uint32_t ch;     /* RE_CHAR: the code point */
+    bool negate;     /* RE_CLASS: [^...], \D, \W, \S */
+    uint16_t r0, rn; /* RE_CLASS: its ranges are range[r0 .. r0+rn) */
+    int min, max;    /* repetition (max RE_INF: unbounded); 1,1 when plain */
+} re_tok_t;
+
+typedef struct re {
+    re_tok_t tok[RE_MAX_TOKENS];
+    int ntok;
+    uint32_t range[RE_MAX_RANGES][2]; /* inclusive code point ranges */
+    int nrange;
+    const unsigned char *pat; /* while compiling */
+    size_t len, pos;
+    char err[128];
+} re_t;
+
+static const uint32_t re_digit[][2] = {{'0', '9'}};
+static const uint32_t re_word[][2] = {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}};
+static const uint32_t re_space[][2] = {
+    {9, 13},         {' ', ' '},       {0xA0, 0xA0},     {0x1680, 0x1680}, {0x2000, 0x200A},
+    {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000}, {0xFEFF, 0xFEFF}};
+
+static int re_fail(re_t *re, const char *what)
+{
+    snprintf(re->err, sizeof(re->err), "%s at offset %zu", what, re->pos);
+    return -1;
+}
+
+static int re_add_range(re_t *re, uint32_t lo, uint32_t hi)
+{
+    if (re->nrange >= RE_MAX_RANGES) return re_fail(re, "too many class ranges");
+    re->range[re->nrange][0] = lo;
+    re->range[re->nrange][1] = hi;
+    re->nrange++;
+    return 0;
+}
+
+/* Add the ranges of \d, \w or \s (lower case `e`); 1 when `e` is none. */
+static int re_add_shorthand(re_t *re, int e)
+{
+    const uint32_t(*set)[2];
+    size_t n;
+    switch (e) {
+    case 'd': set = re_digit, n = sizeof(re_digit) / sizeof(*re_digit); break;
+    case 'w': set = re_word, n = sizeof(re_word) / sizeof(*re_word); break;
+    case 's': set = re_space, n = sizeof(re_space) / sizeof(*re_space); break;
+    default: return 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (re_add_range(re, set[i][0], set[i][1]) < 0) return -1;
+    return 0;
+}
+
+/* The character of a literal escape (the byte after '\\' at re->pos). */
+static int re_escape_char(re_t *re, uint32_t *out)
+{
+    int e = re->pos < re->len ? re->pat[re->pos] : 0;
+    switch (e) {
+    case 'n': *out = '\n'; break;
+    case 't': *out = '\t'; break;
+    case 'r': *out = '\r'; break;
+    case 'f': *out = '\f'; break;
+    case 'v': *out = '\v'; break;
+    default:
+        if (e == 0) return re_fail(re, "trailing backslash");
+        if (e >= 0x80 || !ispunct(e)) return re_fail(re, "unsupported escape");
+        *out = (uint32_t)e;
+    }
+    re->pos++;
+    return 0;
+}
+
+/* One class member or range endpoint: a literal or an escaped char. */
+static int re_class_char(re_t *re, uint32_t *out)
+{
+    if (re->pat[re->pos] == '\\') {
+        re->pos++;
+        return re_escape_char(re, out);
+    }
+    *out = utf8_next(re->pat, re->len, &re->pos);
+    return 0;
+}
+
+/* A [class]; re->pos is just after '['. */
+static int re_parse_class(re_t *re, re_tok_t *t)
+{
+    t->kind = RE_CLASS;
+    t->r0 = (uint16_t)re->nrange;
+    if (re->pos < re->len && re->pat[re->pos] == '^') {
+        t->negate = true;
+        re->pos++;
+    }
+    if (re->pos < re->len && re->pat[re->pos] == ']') return re_fail(re, "empty class");
+    while (re->pos < re->len && re->pat[re->pos] != ']') {
+        if (re->pat[re->pos] == '\\' && re->pos + 1 < re->len) {
+            int rc = re_add_shorthand(re, re->pat[re->pos + 1]);
+            if (rc < 0) return -1;
+            if (rc == 0) {
+                re->pos += 2;
+                continue;
+            }
+            if (strchr("DWS", re->pat[re->pos + 1])) return re_fail(re, "\\D \\W \\S in a class");
+        }
+        uint32_t lo, hi;
+        if (re_class_char(re, &lo) < 0) return -1;
+        hi = lo;
+        if (re->pos + 1 < re->len && re->pat[re->pos] == '-' && re->pat[re->pos + 1] != ']') {
+            re->pos++;
+            if (re->pat[re->pos] == '\\' && re->pos + 1 < re->len &&
+                strchr("dwsDWS", re->pat[re->pos + 1]))
+                return re_fail(re, "class shorthand as a range end");
+            if (re_class_char(re, &hi) < 0) return -1;
+            if (hi < lo) return re_fail(re, "range out of order");
+        }
+        if (re_add_range(re, lo, hi) < 0) return -1;
+    }
+    if (re->pos >= re->len) return re_fail(re, "unterminated class");
+    re->pos++;
+    t->rn = (uint16_t)(re->nrange - t->r0);
+    return 0;
+}
+
+static int re_parse_atom(re_t *re, re_tok_t *t)
+{
+    int c = re->pat[re->pos];
+    memset(t, 0, sizeof(*t));
+    t->min = t->max = 1;
+    switch (c) {
+    case '^': t->kind = RE_BOL; re->pos++; return 0;
+    case '$': t->kind = RE_EOL; re->pos++; return 0;
+    case '.': t->kind = RE_ANY; re->pos++; return 0;
+    case '[': re->pos++; return re_parse_class(re, t);
+    case '(': case ')': case '|': return re_fail(re, "groups and alternation are not supported");
+    case '*': case '+': case '?': case '{': return re_fail(re, "nothing to repeat");
+    case ']': case '}': return re_fail(re, "unescaped bracket");
+    case '\\': {
+        re->pos++;
+        int e = re->pos < re->len ? re->pat[re->pos] : 0;
+        int lower = tolower(e);
+        if (e && strchr("dwsDWS", e)) {
+            t->kind = RE_CLASS;
+            t->negate = e != lower;
+            t->r0 = (uint16_t)re->nrange;
+            if (re_add_shorthand(re, lower) < 0) return -1;
+            t->rn = (uint16_t)(re->nrange - t->r0);
+            re->pos++;
+            return 0;
+        }
+        t->kind = RE_CHAR;
+        return re_escape_char(re, &t->ch);
+    }
+    default:
+        t->kind = RE_CHAR;
+        t->ch = utf8_next(re->pat, re->len, &re->pos);
+        return 0;
+    }
+}
+
+/* A decimal count of a {n,m} quantifier. */
+static int re_count(re_t *re, int *out)
+{
+    size_t start = re->pos;
+    long v = 0;
+    while (re->pos < re->len && isdigit(re->pat[re->pos]) && v <= RE_MAX_REPEAT)
+        v = v * 10 + (re->pat[re->pos++] - '0');
+    if (re->pos == start) return re_fail(re, "bad {n,m} quantifier");
+    if (v > RE_MAX_REPEAT) return re_fail(re, "repeat count over 1000");
+    *out = (int)v;
+    return 0;
+}
+
+static int re_parse_quantifier(re_t *re, re_tok_t *t)
+{
+    if (re->pos >= re->len) return 0;
+    int c = re->pat[re->pos];
+    if (c == '*' || c == '+' || c == '?') {
+        t->min = c == '+';
+        t->max = c == '?' ? 1 : RE_INF;
+        re->pos++;
+    } else if (c == '{') {
+        re->pos++;
+        if (re_count(re, &t->min) < 0) return -1;
+        t->max = t->min;
+        if (re->pos < re->len && re->pat[re->pos] == ',') {
+            re->pos++;
+            t->max = RE_INF;
+            if (re->pos < re->len && re->pat[re->pos] != '}' && re_count(re, &t->max) < 0)
+                return -1;
+        }
+        if (re->pos >= re->len || re->pat[re->pos] != '}')
+            return re_fail(re, "bad {n,m} quantifier");
+        re->pos++;
+        if (t->max < t->min) return re_fail(re, "{n,m} with m < n");
+    } else {
+        return 0;
+    }
+    if (t->kind == RE_BOL || t->kind == RE_EOL) return re_fail(re, "quantified anchor");
+    if (re->pos < re->len && re->pat[re->pos] == '?')
+        return re_fail(re, "lazy quantifiers are not supported");
+    return 0;
+}
+
+/* Compile `pattern` into `re`; -1 with re->err on an unsupported pattern. */
+static int re_compile(re_t *re, const char *pattern)
+{
+    re->ntok = re->nrange = 0;
+    re->pat = (const unsigned char *)pattern;
+    re->len = strlen(pattern);
+    re->pos = 0;
+    re->err[0] = '\0';
+    if (re->len > RE_MAX_PATTERN) return re_fail(re, "pattern longer than 1024 bytes");
+    while (re->pos < re->len) {
+        if (re->ntok >= RE_MAX_TOKENS) return re_fail(re, "pattern has too many atoms");
+        re_tok_t *t = &re->tok[re->ntok++];
+        if (re_parse_atom(re, t) < 0 || re_parse_quantifier(re, t) < 0) return -1;
+    }
+    return 0;
+}
+
+typedef struct re_run {
+    const re_t *re;
+    const uint32_t *s; /* the subject, decoded */
+    size_t n;
+    long steps;
+} re_run_t;
+
+static bool re_tok_matches(const re_t *re, const re_tok_t *t, uint32_t c)
+{
+    switch (t->kind) {
+    case RE_CHAR: return c == t->ch;
+    case RE_ANY: return c != '\n' && c != '\r' && c != 0x2028 && c != 0x2029;
+    case RE_CLASS:
+        for (int i = t->r0; i < t->r0 + t->rn; i++)
+            if (c >= re->range[i][0] && c <= re->range[i][1]) return !t->negate;
+        return t->negate;
+    default: return false;
+    }
+}
+
+/* Tokens ti.. against s[si..]: 1 match, 0 none, -1 step budget spent. The
+ * recursion is at most one level per token. */
+static int re_match_here(re_run_t *r, int ti, size_t si)
+{
+    if (++r->steps > RE_MAX_STEPS) return -1;
+    if (ti == r->re->ntok) return 1;
+    const re_tok_t *t = &r->re->tok[ti];
+    if (t->kind == RE_BOL) return si == 0 ? re_match_here(r, ti + 1, si) : 0;
+    if (t->kind == RE_EOL) return si == r->n ? re_match_here(r, ti + 1, si) : 0;
+    size_t k = 0;
+    while ((t->max == RE_INF || k < (size_t)t->max) && si + k < r->n &&
+           re_tok_matches(r->re, t, r->s[si + k]))
+        k++;
+    r->steps += (long)k;
+    for (size_t j = k + 1; j-- > (size_t)t->min;) { /* greedy: longest first */
+        int rc = re_match_here(r, ti + 1, si + j);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+/* Search `subject` anywhere (unanchored, as JSON Schema says): 1 match,
+ * 0 none, -1 step budget spent, -2 out of memory. */
+static int re_search(const re_t *re, const char *subject)
+{
+    size_t len = strlen(subject), i = 0, n = 0;
+    uint32_t *s = malloc((len + 1) * sizeof(*s));
+    if (!s) return -2;
+    while (i < len)
+        s[n++] = utf8_next((const unsigned char *)subject, len, &i);
+    re_run_t r = {.re = re, .s = s, .n = n, .steps = 0};
+    int rc = 0;
+    for (size_t start = 0; start <= n && rc == 0; start++) {
+        rc = re_match_here(&r, 0, start);
+        if (re->ntok > 0 && re->tok[0].kind == RE_BOL) break;
+    }
+    free(s);
+    return rc;
+}
+
+/* ------------------------------------------------------------ paths, values */
+
+/* A path being built: "$.data.title" for documents, "#/properties/data"
+ * for schemas (JSON Pointer). */
+typedef struct spath {
+    char buf[384];
+    size_t len;
+    bool pointer;
+} spath_t;
+
+static void spath_init(spath_t *p, bool pointer)
+{
+    p->pointer = pointer;
+    p->len = (size_t)snprintf(p->buf, sizeof(p->buf), "%s", pointer ? "#" : "$");
+}
+
+static void spath_add(spath_t *p, size_t n)
+{
+    p->len += n;
+    if (p->len >= sizeof(p->buf)) p->len = sizeof(p->buf) - 1;
+}
+
+static bool is_ident(const char *s)
+{
+    if (!*s) return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_') return false;
+    return true;
+}
+
+/* Append a member name; returns the old length for spath_pop. */
+static size_t spath_push(spath_t *p, const char *key)
+{
+    size_t old = p->len, room = sizeof(p->buf) - p->len;
+    char *at = p->buf + p->len;
+    int n;
+    if (p->pointer)
+        n = snprintf(at, room, "/%s", key);
+    else if (is_ident(key))
+        n = snprintf(at, room, ".%s", key);
+    else
+        n = snprintf(at, room, "[\"%s\"]", key);
+    spath_add(p, n < 0 ? 0 : (size_t)n);
+    return old;
+}
+
+static size_t spath_push_index(spath_t *p, int i)
+{
+    size_t old = p->len;
+    spath_add(p, (size_t)snprintf(p->buf + p->len, sizeof(p->buf) - p->len, "[%d]", i));
+    return old;
+}
+
+static void spath_pop(spath_t *p, size_t old)
+{
+    p->len = old;
+    p->buf[old] = '\0';
+}
+
+/* A DIAG_VALIDATION diag "<path>: <message>". */
+__attribute__((format(printf, 2, 3))) static int spath_fail(const spath_t *p, const char *fmt,
+                                                            ...)
+{
+    char msg[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return diag_set(DIAG_VALIDATION, "%s: %s", p->buf, msg);
+}
+
+static const char *type_name(const cJSON *v)
+{
+    if (cJSON_IsString(v)) return "string";
+    if (cJSON_IsNumber(v)) return json_is_int(v, NULL) ? "integer" : "number";
+    if (cJSON_IsBool(v)) return "boolean";
+    if (cJSON_IsNull(v)) return "null";
+    if (cJSON_IsArray(v)) return "array";
+    return "object";
+}
+
+/* The shortest text that reads back as `d`. */
+static void format_number(double d, char *buf, size_t n)
+{
+    snprintf(buf, n, "%.15g", d);
+    if (strtod(buf, NULL) != d) snprintf(buf, n, "%.17g", d);
+}
+
+/* A short rendering of a value for a message: numbers and (truncated)
+ * strings as they are, anything else by its type. */
+static void describe(const cJSON *v, char *buf, size_t n)
+{
+    if (cJSON_IsNumber(v)) {
+        format_number(v->valuedouble, buf, n);
+    } else if (cJSON_IsString(v)) {
+        const char *s = v->valuestring;
+        size_t len = strlen(s), cut = len > 40 ? 40 : len;
+        while (cut > 0 && cut < len && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;
+        snprintf(buf, n, "\"%.*s\"%s", (int)cut, s, cut < len ? "..." : "");
+    } else if (cJSON_IsBool(v)) {
+        snprintf(buf, n, "%s", cJSON_IsTrue(v) ? "true" : "false");
+    } else {
+        snprintf(buf, n, "%s", type_name(v));
+    }
+}
+
+/* ---------------------------------------------------------------- formats */
+
+static bool format_uuid(const char *s) { return uuid_valid(s); }
+
+static bool format_date_time(const char *s)
+{
+    int64_t ms;
+    return clock_parse_rfc3339(s, &ms) == 0;
+}
+
+static bool format_date(const char *s) { return clock_day_check(s) == 0; }
+
+static const struct {
+    const char *name;
+    bool (*ok)(const char *);
+} formats[] = {{"uuid", format_uuid}, {"date-time", format_date_time}, {"date", format_date}};
+
+static bool (*format_fn(const char *name))(const char *)
+{
+    for (size_t i = 0; i < sizeof(formats) / sizeof(*formats); i++)
+        if (strcmp(formats[i].name, name) == 0) return formats[i].ok;
+    return NULL;
+}
+
+/* -------------------------------------------------------------- validator */
+
+static int validate_node(spath_t *p, const cJSON *schema, const cJSON *doc, int depth);
+
+/* A keyword whose value is malformed (only possible when a schema skipped
+ * schema_check): fail rather than check less. */
+static int bad_keyword(const spath_t *p, const char *kw)
+{
+    return spath_fail(p, "schema keyword '%s' is malformed", kw);
+}
+
+static const char *const type_names[] = {"string", "integer", "number", "boolean",
+                                         "object", "array",   "null"};
+
+static bool type_known(const char *t)
+{
+    for (size_t i = 0; i < sizeof(type_names) / sizeof(*type_names); i++)
+        if (strcmp(type_names[i], t) == 0) return true;
+    return false;
+}
+
+static bool type_is(const char *t, const cJSON *v)
+{
+    if (strcmp(t, "string") == 0) return cJSON_IsString(v);
+    if (strcmp(t, "integer") == 0) return json_is_int(v, NULL);
+    if (strcmp(t, "number") == 0) return cJSON_IsNumber(v);
+    if (strcmp(t, "boolean") == 0) return cJSON_IsBool(v);
+    if (strcmp(t, "object") == 0) return cJSON_IsObject(v);
+    if (strcmp(t, "array") == 0) return cJSON_IsArray(v);
+    if (strcmp(t, "null") == 0) return cJSON_IsNull(v);
+    return false;
+}
+
+static int v_type(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc, int depth)
+{
+    char want[128] = "";
+    size_t wlen = 0;
+    bool ok = false, want_int = false, want_num = false;
+    const cJSON *one = kw;
+    if (cJSON_IsArray(kw)) one = kw->child;
+    for (; one; one = cJSON_IsArray(kw) ? one->next : NULL) {
+        if (!cJSON_IsString(one)) return bad_keyword(p, "type");
+        ok = ok || type_is(one->valuestring, doc);
+        want_int = want_int || strcmp(one->valuestring, "integer") == 0;
+        want_num = want_num || strcmp(one->valuestring, "number") == 0;
+        int n = snprintf(want + wlen, sizeof(want) - wlen, "%s%s", wlen ? " or " : "",
+                         one->valuestring);
+        wlen = n < 0 || (size_t)n >= sizeof(want) - wlen ? sizeof(want) - 1 : wlen + (size_t)n;
+    }
+    if (ok) return 0;
+    if (want_int && !want_num && cJSON_IsNumber(doc)) {
+        char num[40];
+        describe(doc, num, sizeof(num));
+        double d = doc->valuedouble;
+        if (isfinite(d) && d == floor(d))
+            return spath_fail(p, "%s is outside the integer range +-2^53", num);
+        return spath_fail(p, "%s is not an integer", num);
+    }
+    return spath_fail(p, "expected type %s, got %s", want, type_name(doc));
+}
+
+static int v_const(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc, int depth)
+{
+    if (cJSON_Compare(kw, doc, true)) return 0;
+    char want[64];
+    describe(kw, want, sizeof(want));
+    return spath_fail(p, "does not equal const %s", want);
+}
+
+static int v_enum(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc, int depth)
+{
+    if (!cJSON_IsArray(kw)) return bad_keyword(p, "enum");
+    const cJSON *one;
+    cJSON_ArrayForEach(one, kw)
+    {
+        if (cJSON_Compare(one, doc, true)) return 0;
+    }
+    char got[64];
+    describe(doc, got, sizeof(got));
+    return spath_fail(p, "%s is not one of the enum values", got);
+}
+
+static int v_minimum(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc,
+                     int depth)
+{
+    if (!cJSON_IsNumber(kw)) return bad_keyword(p, "minimum");
+    if (!cJSON_IsNumber(doc) || doc->valuedouble >= kw->valuedouble) return 0;
+    char got[40], lim[40];
+    describe(doc, got, sizeof(got));
+    describe(kw, lim, sizeof(lim));
+    return spath_fail(p, "%s is less than minimum %s", got, lim);
+}
+
+static int v_maximum(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc,
+                     int depth)
+{
+    if (!cJSON_IsNumber(kw)) return bad_keyword(p, "maximum");
+    if (!cJSON_IsNumber(doc) || doc->valuedouble <= kw->valuedouble) return 0;
+    char got[40], lim[40];
+    describe(doc, got, sizeof(got));
+    describe(kw, lim, sizeof(lim));
+    return spath_fail(p, "%s is greater than maximum %s", got, lim);
+}
+
+static int v_min_length(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc,
+                        int depth)
+{
+    int64_t lim;
+    if (!json_is_int(kw, &lim) || lim < 0) return bad_keyword(p, "minLength");
+    if (!cJSON_IsString(doc)) return 0;
+    size_t n = utf8_count(doc->valuestring);
+    if (n >= (uint64_t)lim) return 0;
+    return spath_fail(p, "length %zu is less than minLength %lld", n, (long long)lim);
+}
+
+static int v_max_length(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc,
+                        int depth)
+{
+    int64_t lim;
+    if (!json_is_int(kw, &lim) || lim < 0) return bad_keyword(p, "maxLength");
+    if (!cJSON_IsString(doc)) return 0;
+    size_t n = utf8_count(doc->valuestring);
+    if (n <= (uint64_t)lim) return 0;
+    return spath_fail(p, "length %zu is greater than maxLength %lld", n, (long long)lim);
+}
+
+static int v_pattern(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc,
+                     int depth)
+{
+    if (!cJSON_IsString(kw)) return bad_keyword(p, "pattern");
+    if (!cJSON_IsString(doc)) return 0;
+    re_t *re = malloc(sizeof(*re));
+    if (!re) return diag_set(DIAG_INTERNAL, "out of memory");
+    int rc = re_compile(re, kw->valuestring) < 0 ? -3 : re_search(re, doc->valuestring);
+    free(re);
+    switch (rc) {
+    case 1: return 0;
+    case 0: return spath_fail(p, "does not match pattern %s", kw->valuestring);
+    case -1: return spath_fail(p, "pattern %s needs too many steps", kw->valuestring);
+    case -2: return diag_set(DIAG_INTERNAL, "out of memory");
+    default: return bad_keyword(p, "pattern");
+    }
+}
+
+static int v_format(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc,
+                    int depth)
+{
+    bool (*ok)(const char *) = cJSON_IsString(kw) ? format_fn(kw->valuestring) : NULL;
+    if (!ok) return bad_keyword(p, "format");
+    if (!cJSON_IsString(doc) || ok(doc->valuestring)) return 0;
+    return spath_fail(p, "does not match format %s", kw->valuestring);
+}
+
+static int v_required(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc,
+                      int depth)
+{
+    if (!cJSON_IsArray(kw)) return bad_keyword(p, "required");
+    if (!cJSON_IsObject(doc)) return 0;
+    const cJSON *name;
+    cJSON_ArrayForEach(name, kw)
+    {
+        if (!cJSON_IsString(name)) return bad_keyword(p, "required");
+        if (!cJSON_GetObjectItemCaseSensitive(doc, name->valuestring))
+            return spath_fail(p, "missing required property '%s'", name->valuestring);
+    }
+    return 0;
+}
+
+static int v_properties(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc,
+                        int depth)
+{
+    if (!cJSON_IsObject(kw)) return bad_keyword(p, "properties");
+    if (!cJSON_IsObject(doc)) return 0;
+    const cJSON *sub;
+    cJSON_ArrayForEach(sub, kw)
+    {
+        const cJSON *member = cJSON_GetObjectItemCaseSensitive(doc, sub->string);
+        if (!member) continue;
+        size_t old = spath_push(p, sub->string);
+        int rc = validate_node(p, sub, member, depth + 1);
+        spath_pop(p, old);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+static int v_additional(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc,
+                        int depth)
+{
+    if (!cJSON_IsBool(kw)) return bad_keyword(p, "additionalProperties");
+    if (cJSON_IsTrue(kw) || !cJSON_IsObject(doc)) return 0;
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
+    const cJSON *member;
+    cJSON_ArrayForEach(member, doc)
+    {
+        if (!props || !cJSON_GetObjectItemCaseSensitive(props, member->string))
+            return spath_fail(p, "unexpected property '%s' (additionalProperties is false)",
+                              member->string);
+    }
+    return 0;
+}
+
+static int v_items(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc, int depth)
+{
+    if (!cJSON_IsObject(kw)) return bad_keyword(p, "items");
+    if (!cJSON_IsArray(doc)) return 0;
+    const cJSON *el;
+    int i = 0;
+    cJSON_ArrayForEach(el, doc)
+    {
+        size_t old = spath_push_index(p, i++);
+        int rc = validate_node(p, kw, el, depth + 1);
+        spath_pop(p, old);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- checker */
+
+static int check_node(spath_t *p, const cJSON *schema, int depth);
+
+static int c_type(spath_t *p, const cJSON *kw, int depth)
+{
+    if (cJSON_IsString(kw)) {
+        if (type_known(kw->valuestring)) return 0;
+        return spath_fail(p, "unknown type '%s'", kw->valuestring);
+    }
+    if (!cJSON_IsArray(kw) || !kw->child)
+        return spath_fail(p, "must be a type name or a non-empty array of them");
+    const cJSON *one;
+    cJSON_ArrayForEach(one, kw)
+    {
+        if (!cJSON_IsString(one) || !type_known(one->valuestring))
+            return spath_fail(p, "holds something that is not a type name");
+        for (const cJSON *o = kw->child; o != one; o = o->next)
+            if (strcmp(o->valuestring, one->valuestring) == 0)
+                return spath_fail(p, "names type '%s' twice", one->valuestring);
+    }
+    return 0;
+}
+
+static int c_any(spath_t *p, const cJSON *kw, int depth) { return 0; }
+
+static int c_string(spath_t *p, const cJSON *kw, int depth)
+{
+    return cJSON_IsString(kw) ? 0 : spath_fail(p, "must be a string");
+}
+
+static int c_array(spath_t *p, const cJSON *kw, int depth)
+{
+    return cJSON_IsArray(kw) ? 0 : spath_fail(p, "must be an array");
+}
+
+static int c_enum(spath_t *p, const cJSON *kw, int depth)
+{
+    return cJSON_IsArray(kw) && kw->child ? 0 : spath_fail(p, "must be a non-empty array");
+}
+
+static int c_number(spath_t *p, const cJSON *kw, int depth)
+{
+    return cJSON_IsNumber(kw) ? 0 : spath_fail(p, "must be a number");
+}
+
+static int c_length(spath_t *p, const cJSON *kw, int depth)
+{
+    int64_t n;
+    return json_is_int(kw, &n) && n >= 0 ? 0 : spath_fail(p, "must be a non-negative integer");
+}
+
+static int c_bool(spath_t *p, const cJSON *kw, int depth)
+{
+    return cJSON_IsBool(kw) ? 0 : spath_fail(p, "must be a boolean (schemas are not supported)");
+}
+
+static int c_pattern(spath_t *p, const cJSON *kw, int depth)
+{
+    if (!cJSON_IsString(kw)) return spath_fail(p, "must be a string");
+    re_t *re = malloc(sizeof(*re));
+    if (!re) return diag_set(DIAG_INTERNAL, "out of memory");
+    int rc = re_compile(re, kw->valuestring);
+    if (rc < 0) spath_fail(p, "unsupported pattern: %s", re->err);
+    free(re);
+    return rc;
+}
+
+static int c_format(spath_t *p, const cJSON *kw, int depth)
+{
+    if (cJSON_IsString(kw) && format_fn(kw->valuestring)) return 0;
+    return spath_fail(p, "unknown format (known: uuid, date-time, date)");
+}
+
+static int c_required(spath_t *p, const cJSON *kw, int depth)
+{
+    const cJSON *one;
+    if (!cJSON_IsArray(kw)) return spath_fail(p, "must be an array of names");
+    cJSON_ArrayForEach(one, kw)
+    {
+        if (!cJSON_IsString(one)) return spath_fail(p, "must be an array of names");
+    }
+    return 0;
+}
+
+static int c_properties(spath_t *p, const cJSON *kw, int depth)
+{
+    if (!cJSON_IsObject(kw)) return spath_fail(p, "must be an object of schemas");
+    const cJSON *sub;
+    cJSON_ArrayForEach(sub, kw)
+    {
+        size_t old = spath_push(p, sub->string);
+        int rc = check_node(p, sub, depth + 1);
+        spath_pop(p, old);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+static int c_items(spath_t *p, const cJSON *kw, int depth) { return check_node(p, kw, depth + 1); }
+
+/* ---------------------------------------------------------- keyword table */
+
+typedef int (*keyword_validate_fn)(spath_t *p, const cJSON *kw, const cJSON *schema,
+                                   const cJSON *doc, int depth);
+typedef int (*keyword_check_fn)(spath_t *p, const cJSON *kw, int depth);
+
+/* Every supported keyword, in the order a document is checked against them
+ * (type first, so later keywords see the type they expect). Keywords with
+ * no validate function are annotations. */
+static const struct keyword {
+    const char *name;
+    keyword_check_fn check;
+    keyword_validate_fn validate;
+} keywords[] = {
+    {"type", c_type, v_type},
+    {"const", c_any, v_const},
+    {"enum", c_enum, v_enum},
+    {"minimum", c_number, v_minimum},
+    {"maximum", c_number, v_maximum},
+    {"minLength", c_length, v_min_length},
+    {"maxLength", c_length, v_max_length},
+    {"format", c_format, v_format},
+    {"pattern", c_pattern, v_pattern},
+    {"required", c_required, v_required},
+    {"properties", c_properties, v_properties},
+    {"additionalProperties", c_bool, v_additional},
+    {"items", c_items, v_items},
+    {"$schema", c_string, NULL},
+    {"$id", c_string, NULL},
+    {"title", c_string, NULL},
+    {"description", c_string, NULL},
+    {"examples", c_array, NULL},
+};
+
+#define KEYWORD_COUNT (sizeof(keywords) / sizeof(*keywords))
+
+static int validate_node(spath_t *p, const cJSON *schema, const cJSON *doc, int depth)
+{
+    if (depth > SCHEMA_MAX_DEPTH)
+        return spath_fail(p, "nesting deeper than %d levels", SCHEMA_MAX_DEPTH);
+    if (!cJSON_IsObject(schema)) return spath_fail(p, "the schema is not an object");
+    for (size_t i = 0; i < KEYWORD_COUNT; i++) {
+        if (!keywords[i].validate) continue;
+        const cJSON *kw = cJSON_GetObjectItemCaseSensitive(schema, keywords[i].name);
+        if (kw && keywords[i].validate(p, kw, schema, doc, depth) < 0) return -1;
+    }
+    return 0;
+}
+
+static int check_node(spath_t *p, const cJSON *schema, int depth)
+{
+    if (depth > SCHEMA_MAX_DEPTH)
+        return spath_fail(p, "nesting deeper than %d levels", SCHEMA_MAX_DEPTH);
+    if (!cJSON_IsObject(schema)) return spath_fail(p, "a schema must be an object");
+    const cJSON *kw;
+    cJSON_ArrayForEach(kw, schema)
+    {
+        size_t i = 0;
+        while (i < KEYWORD_COUNT && strcmp(keywords[i].name, kw->string) != 0) i++;
+        if (i == KEYWORD_COUNT) return spath_fail(p, "unknown keyword '%s'", kw->string);
+        size_t old = spath_push(p, kw->string);
+        int rc = keywords[i].check(p, kw, depth);
+        spath_pop(p, old);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+int schema_validate(const cJSON *schema, const cJSON *doc)
+{
+    spath_t p;
+    spath_init(&p, false);
+    if (!doc) return spath_fail(&p, "no document");
+    return validate_node(&p, schema, doc, 0);
+}
+
+int schema_check(const cJSON *schema)
+{
+    spath_t p;
+    spath_init(&p, true);
+    return check_node(&p, schema, 0);
+}
+
+/* --------------------------------------------------------------- registry */
+
+typedef struct schema_entry {
+    char name[SCHEMA_NAME_MAX];
+    int version;
+    cJSON *schema;
+} schema_entry_t;
+
+struct schema_registry {
+    schema_entry_t *items; /* sorted by name, then version */
+    size_t n, cap;
+};
+
+/* Split "<EventName>.v<N>.json": a name of [A-Za-z][A-Za-z0-9_]* and a
+ * version 1..9999 without leading zeros. */
+static bool parse_file_name(const char *file, char name[SCHEMA_NAME_MAX], int *version)
+{
+    size_t len = strlen(file);
+    if (len < 5 || strcmp(file + len - 5, ".json") != 0) return false;
+    const char *end = file + len - 5, *d = end;
+    while (d > file && isdigit((unsigned char)d[-1])) d--;
+    if (d == end || *d == '0' || end - d > 4 || d - file < 3 || d[-1] != 'v' || d[-2] != '.')
+        return false;
+    size_t nlen = (size_t)(d - 2 - file);
+    if (nlen >= SCHEMA_NAME_MAX || !isalpha((unsigned char)file[0])) return false;
+    for (size_t i = 0; i < nlen; i++)
+        if (!isalnum((unsigned char)file[i]) && file[i] != '_') return false;
+    memcpy(name, file, nlen);
+    name[nlen] = '\0';
+    *version = atoi(d);
+    return true;
+}
+
+static char *read_text(const char *path)
+{
+    char *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        diag_set(DIAG_INTERNAL, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
+        diag_set(DIAG_INTERNAL, "%s: not a regular file", path);
+        goto out;
+    }
+    if (st.st_size > SCHEMA_FILE_MAX) {
+        diag_set(DIAG_INTERNAL, "%s: larger than %d bytes", path, SCHEMA_FILE_MAX);
+        goto out;
+    }
+    size_t size = (size_t)st.st_size;
+    buf = malloc(size + 1);
+    if (!buf || fread(buf, 1, size, f) != size) {
+        diag_set(DIAG_INTERNAL, "%s: cannot read", path);
+        free(buf);
+        buf = NULL;
+        goto out;
+    }
+    buf[size] = '\0';
+out:
+    fclose(f);
+    return buf;
+}
+
+/* When the schema pins event_name / event_version with const, they must
+ * agree with the file name. */
+static int check_envelope(const cJSON *schema, const char *name, int version)
+{
+    const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(props, "event_name");
+    const cJSON *ev = cJSON_GetObjectItemCaseSensitive(props, "event_version");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(en, "const");
+    if (c && (!cJSON_IsString(c) || strcmp(c->valuestring, name) != 0))
+        return diag_set(DIAG_VALIDATION, "event_name const is not \"%s\"", name);
+    c = cJSON_GetObjectItemCaseSensitive(ev, "const");
+    int64_t v;
+    if (c && (!json_is_int(c, &v) || v != version))
+        return diag_set(DIAG_VALIDATION, "event_version const is not %d", version);
+    return 0;
+}
+
+static int load_one(schema_registry_t *reg, const char *path, const char *name, int version)
+{
+    int rc = -1;
+    cJSON *schema = NULL;
+    char *text = read_text(path);
+    if (!text) return -1;
+    const char *end = NULL;
+    schema = cJSON_ParseWithOpts(text, &end, true);
+    if (!schema) {
+        diag_set(DIAG_VALIDATION, "%s: not valid JSON (at byte %td)", path,
+                 end ? end - text : (ptrdiff_t)0);
+        goto out;
+    }
+    if (schema_check(schema) < 0 || check_envelope(schema, name, version) < 0) {
+        char msg[sizeof(diag_last()->message)];
+        snprintf(msg, sizeof(msg), "%s", diag_last()->message);
+        diag_set(DIAG_VALIDATION, "%s: %s", path, msg);
+        goto out;
+    }
+    if (reg->n == reg->cap) {
+        size_t cap = reg->cap ? reg->cap * 2 : 16;
+        schema_entry_t *items = realloc(reg->items, cap * sizeof(*items));
+        if (!items) {
+            diag_set(DIAG_INTERNAL, "out of memory");
+            goto out;
+        }
+        reg->items = items;
+        reg->cap = cap;
+    }
+    schema_entry_t *e = &reg->items[reg->n++];
+    snprintf(e->name, sizeof(e->name), "%s", name);
+    e->version = version;
+    e->schema = schema;
+    schema = NULL;
+    rc = 0;
+out:
+    cJSON_Delete(schema);
+    free(text);
+    return rc;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const schema_entry_t *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->version > y->version) - (x->version < y->version);
+}
+
+int schema_registry_load(schema_registry_t **out, const char *dir)
+{
+    int rc = -1;
+    *out = NULL;
+    schema_registry_t *reg = calloc(1, sizeof(*reg));
+    if (!reg) return diag_set(DIAG_INTERNAL, "out of memory");
+    DIR *d = opendir(dir);
+    if (!d) {
+        diag_set(DIAG_INTERNAL, "%s: cannot open schema directory: %s", dir, strerror(errno));
+        goto out;
+    }
+    const struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len < 5 || strcmp(de->d_name + len - 5, ".json") != 0) continue;
+        char path[4096], name[SCHEMA_NAME_MAX];
+        int version;
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path)) {
+            diag_set(DIAG_INTERNAL, "%s/%s: path too long", dir, de->d_name);
+            goto out;
+        }
+        if (!parse_file_name(de->d_name, name, &version)) {
+            diag_set(DIAG_VALIDATION, "%s: file name is not <EventName>.v<N>.json", path);
+            goto out;
+        }
+        if (load_one(reg, path, name, version) < 0) goto out;
+    }
+    if (reg->n) qsort(reg->items, reg->n, sizeof(*reg->items), entry_cmp);
+    rc = 0;
+out:
+    if (d) closedir(d);
+    if (rc < 0)
+        schema_registry_free(reg);
+    else
+        *out = reg;
+    return rc;
+}
+
+void schema_registry_free(schema_registry_t *reg)
+{
+    if (!reg) return;
+    for (size_t i = 0; i < reg->n; i++) cJSON_Delete(reg->items[i].schema);
+    free(reg->items);
+    free(reg);
+}
+
+const cJSON *schema_find(const schema_registry_t *reg, const char *name, int version)
+{
+    if (!reg || !name) return NULL;
+    for (size_t i = 0; i < reg->n; i++)
+        if (reg->items[i].version == version && strcmp(reg->items[i].name, name) == 0)
+            return reg->items[i].schema;
+    return NULL;
+}
+
+int schema_latest(const schema_registry_t *reg, const char *name)
+{
+    int best = 0;
+    if (!reg || !name) return 0;
+    for (size_t i = 0; i < reg->n; i++)
+        if (strcmp(reg->items[i].name, name) == 0 && reg->items[i].version > best)
+            best = reg->items[i].version;
+    return best;
+}
