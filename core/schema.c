@@ -9,7 +9,9 @@
  * \d \w \s) with greedy quantifiers, plus the anchors ^ and $; groups,
  * alternation, lazy quantifiers and back references are refused when the
  * schema is checked. Matching backtracks; every step is counted, and a
- * match that needs more than RE_MAX_STEPS steps fails, so no pattern hangs.
+ * match that needs more than its budget (RE_MAX_STEPS plus a share linear in
+ * the subject's length, so that a simple pattern never fails on a long
+ * string) fails, so no pattern hangs.
  */
 #include "schema.h"
 
@@ -310,7 +312,7 @@ typedef struct re_run {
     const re_t *re;
     const uint32_t *s; /* the subject, decoded */
     size_t n;
-    long steps;
+    long steps, budget;
 } re_run_t;
 
 static bool re_tok_matches(const re_t *re, const re_tok_t *t, uint32_t c)
@@ -330,7 +332,7 @@ static bool re_tok_matches(const re_t *re, const re_tok_t *t, uint32_t c)
  * recursion is at most one level per token. */
 static int re_match_here(re_run_t *r, int ti, size_t si)
 {
-    if (++r->steps > RE_MAX_STEPS) return -1;
+    if (++r->steps > r->budget) return -1;
     if (ti == r->re->ntok) return 1;
     const re_tok_t *t = &r->re->tok[ti];
     if (t->kind == RE_BOL) return si == 0 ? re_match_here(r, ti + 1, si) : 0;
@@ -357,6 +359,7 @@ static int re_search(const re_t *re, const char *subject)
     while (i < len)
         s[n++] = utf8_next((const unsigned char *)subject, len, &i);
     re_run_t r = {.re = re, .s = s, .n = n, .steps = 0};
+    r.budget = RE_MAX_STEPS + (long)n * (re->ntok + 1) * 4;
     int rc = 0;
     for (size_t start = 0; start <= n && rc == 0; start++) {
         rc = re_match_here(&r, 0, start);

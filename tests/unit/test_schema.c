@@ -285,6 +285,14 @@ static void test_pattern_budget(void)
     T_EQ_INT(schema_validate(schema, doc), 0);
     cJSON_Delete(schema);
     cJSON_Delete(doc);
+    /* an unanchored search through it finds a match at the very end */
+    big[199999] = '@';
+    schema = cJSON_CreateObject();
+    cJSON_AddStringToObject(schema, "pattern", "x@");
+    doc = cJSON_CreateString(big);
+    T_EQ_INT(schema_validate(schema, doc), 0);
+    cJSON_Delete(schema);
+    cJSON_Delete(doc);
     free(big);
 }
 
