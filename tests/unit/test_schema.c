@@ -55,7 +55,10 @@ static void check_at(int line, const char *schema_text, const char *want)
     bool ok = want ? rc == -1 && strcmp(got, want) == 0 : rc == 0;
     if (!ok)
         fprintf(stderr, "line %d: schema_check(%s): want %s, got %s\n", line, schema_text,
-                want ? want : "ok", got ? got : rc == 0 ? "ok" : "no parse");
+                want ? want : "ok",
+                got       ? got
+                : rc == 0 ? "ok"
+                          : "no parse");
     T_CHECK(ok);
     cJSON_Delete(schema);
 }
@@ -95,13 +98,16 @@ static void test_type(void)
 static void test_scalars(void)
 {
     OK("{\"const\":\"TaskCreated\"}", "\"TaskCreated\"");
-    BAD("{\"const\":\"TaskCreated\"}", "\"TaskCreatedX\"", "$: does not equal const \"TaskCreated\"");
+    BAD("{\"const\":\"TaskCreated\"}", "\"TaskCreatedX\"",
+        "$: does not equal const \"TaskCreated\"");
     BAD("{\"const\":2}", "\"2\"", "$: does not equal const 2");
     OK("{\"const\":2}", "2.0");
     OK("{\"enum\":[\"debit\",\"credit\",null]}", "null");
     OK("{\"enum\":[\"debit\",\"credit\"]}", "\"credit\"");
-    BAD("{\"enum\":[\"debit\",\"credit\"]}", "\"refund\"", "$: \"refund\" is not one of the enum values");
-    BAD("{\"enum\":[\"debit\",\"credit\"]}", "\"Debit\"", "$: \"Debit\" is not one of the enum values");
+    BAD("{\"enum\":[\"debit\",\"credit\"]}", "\"refund\"",
+        "$: \"refund\" is not one of the enum values");
+    BAD("{\"enum\":[\"debit\",\"credit\"]}", "\"Debit\"",
+        "$: \"Debit\" is not one of the enum values");
     OK("{\"minimum\":0}", "0");
     OK("{\"minimum\":0}", "\"not a number: ignored\"");
     BAD("{\"minimum\":0}", "-1", "$: -1 is less than minimum 0");
@@ -116,13 +122,17 @@ static void test_scalars(void)
     /* code points, not bytes: three two-byte letters and one 4-byte emoji */
     OK("{\"maxLength\":3}", "\"\xc3\xa9\xc3\xa9\xc3\xa9\"");
     OK("{\"maxLength\":1,\"minLength\":1}", "\"\xf0\x9f\x90\xa6\"");
-    BAD("{\"maxLength\":2}", "\"\xc3\xa9\xc3\xa9\xc3\xa9\"", "$: length 3 is greater than maxLength 2");
+    BAD("{\"maxLength\":2}", "\"\xc3\xa9\xc3\xa9\xc3\xa9\"",
+        "$: length 3 is greater than maxLength 2");
     OK("{\"format\":\"uuid\"}", "\"0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7b\"");
-    BAD("{\"format\":\"uuid\"}", "\"0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7\"", "$: does not match format uuid");
+    BAD("{\"format\":\"uuid\"}", "\"0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7\"",
+        "$: does not match format uuid");
     OK("{\"format\":\"date-time\"}", "\"2026-11-24T10:00:00.123Z\"");
     OK("{\"format\":\"date-time\"}", "\"2026-11-24T10:00:00+03:00\"");
-    BAD("{\"format\":\"date-time\"}", "\"2026-11-24 10:00:00\"", "$: does not match format date-time");
-    BAD("{\"format\":\"date-time\"}", "\"2026-11-24T10:00:00\"", "$: does not match format date-time");
+    BAD("{\"format\":\"date-time\"}", "\"2026-11-24 10:00:00\"",
+        "$: does not match format date-time");
+    BAD("{\"format\":\"date-time\"}", "\"2026-11-24T10:00:00\"",
+        "$: does not match format date-time");
     OK("{\"format\":\"date\"}", "\"2024-02-29\"");
     BAD("{\"format\":\"date\"}", "\"2026-02-29\"", "$: does not match format date");
     OK("{\"format\":\"date\"}", "42"); /* formats apply to strings only */
@@ -139,8 +149,7 @@ static void test_objects(void)
     const char *closed = "{\"properties\":{\"a\":{}},\"additionalProperties\":false}";
     OK(closed, "{\"a\":[1,2]}");
     OK(closed, "{}");
-    BAD(closed, "{\"a\":1,\"b\":2}",
-        "$: unexpected property 'b' (additionalProperties is false)");
+    BAD(closed, "{\"a\":1,\"b\":2}", "$: unexpected property 'b' (additionalProperties is false)");
     BAD("{\"additionalProperties\":false}", "{\"z\":1}",
         "$: unexpected property 'z' (additionalProperties is false)");
     OK("{\"additionalProperties\":true}", "{\"z\":1}");
@@ -166,7 +175,8 @@ static void test_objects(void)
     /* items */
     OK("{\"items\":{\"type\":\"string\"}}", "[]");
     OK("{\"items\":{\"type\":\"string\"}}", "[\"a\",\"b\"]");
-    BAD("{\"items\":{\"type\":\"string\"}}", "[\"a\",null]", "$[1]: expected type string, got null");
+    BAD("{\"items\":{\"type\":\"string\"}}", "[\"a\",null]",
+        "$[1]: expected type string, got null");
 }
 
 /* pattern: valid subjects, invalid subjects. */
@@ -224,7 +234,8 @@ static void test_pattern(void)
     MATCH("^\\W$", "-");
     NOMATCH("^\\s$", "x");
     MATCH("^a.c$", "abc");
-    MATCH("^a.c$", "a\xc3\xa9" "c"); /* . is one code point */
+    MATCH("^a.c$", "a\xc3\xa9"
+                   "c"); /* . is one code point */
     NOMATCH("^a.c$", "a\nc");
     NOMATCH("^a.c$", "ac");
     MATCH("^a\\.c$", "a.c");
@@ -325,25 +336,36 @@ static void test_check(void)
     CHECK_BAD("{\"pattern\":\"a|b\"}",
               "#/pattern: unsupported pattern: groups and alternation are not supported at "
               "offset 1");
-    CHECK_BAD("{\"pattern\":\"*a\"}", "#/pattern: unsupported pattern: nothing to repeat at offset 0");
-    CHECK_BAD("{\"pattern\":\"a**\"}", "#/pattern: unsupported pattern: nothing to repeat at offset 2");
+    CHECK_BAD("{\"pattern\":\"*a\"}",
+              "#/pattern: unsupported pattern: nothing to repeat at offset 0");
+    CHECK_BAD("{\"pattern\":\"a**\"}",
+              "#/pattern: unsupported pattern: nothing to repeat at offset 2");
     CHECK_BAD("{\"pattern\":\"a*?\"}",
               "#/pattern: unsupported pattern: lazy quantifiers are not supported at offset 2");
-    CHECK_BAD("{\"pattern\":\"[abc\"}", "#/pattern: unsupported pattern: unterminated class at offset 4");
+    CHECK_BAD("{\"pattern\":\"[abc\"}",
+              "#/pattern: unsupported pattern: unterminated class at offset 4");
     CHECK_BAD("{\"pattern\":\"[]\"}", "#/pattern: unsupported pattern: empty class at offset 1");
-    CHECK_BAD("{\"pattern\":\"[z-a]\"}", "#/pattern: unsupported pattern: range out of order at offset 4");
-    CHECK_BAD("{\"pattern\":\"a{3,2}\"}", "#/pattern: unsupported pattern: {n,m} with m < n at offset 6");
-    CHECK_BAD("{\"pattern\":\"a{x}\"}", "#/pattern: unsupported pattern: bad {n,m} quantifier at offset 2");
+    CHECK_BAD("{\"pattern\":\"[z-a]\"}",
+              "#/pattern: unsupported pattern: range out of order at offset 4");
+    CHECK_BAD("{\"pattern\":\"a{3,2}\"}",
+              "#/pattern: unsupported pattern: {n,m} with m < n at offset 6");
+    CHECK_BAD("{\"pattern\":\"a{x}\"}",
+              "#/pattern: unsupported pattern: bad {n,m} quantifier at offset 2");
     CHECK_BAD("{\"pattern\":\"a{5000}\"}",
               "#/pattern: unsupported pattern: repeat count over 1000 at offset 6");
-    CHECK_BAD("{\"pattern\":\"\\\\bword\"}", "#/pattern: unsupported pattern: unsupported escape at offset 1");
-    CHECK_BAD("{\"pattern\":\"a\\\\\"}", "#/pattern: unsupported pattern: trailing backslash at offset 2");
-    CHECK_BAD("{\"pattern\":\"^*\"}", "#/pattern: unsupported pattern: quantified anchor at offset 2");
+    CHECK_BAD("{\"pattern\":\"\\\\bword\"}",
+              "#/pattern: unsupported pattern: unsupported escape at offset 1");
+    CHECK_BAD("{\"pattern\":\"a\\\\\"}",
+              "#/pattern: unsupported pattern: trailing backslash at offset 2");
+    CHECK_BAD("{\"pattern\":\"^*\"}",
+              "#/pattern: unsupported pattern: quantified anchor at offset 2");
     /* nesting is bounded */
     char deep[2048] = "";
-    for (int i = 0; i < 40; i++) strcat(deep, "{\"items\":");
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "{\"items\":");
     strcat(deep, "{}");
-    for (int i = 0; i < 40; i++) strcat(deep, "}");
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "}");
     cJSON *d = cJSON_Parse(deep);
     T_EQ_INT(schema_check(d), -1);
     T_CHECK(strstr(diag_last()->message, "nesting deeper than 32") != NULL);
@@ -431,9 +453,9 @@ static void test_registry_errors(void)
     load_expect(__LINE__, "Ev.v3.json: event_version const is not 3", 0);
     remove_file("Ev.v3.json");
 
-    static const char *const bad_names[] = {"Ev.json",    "Ev.v0.json",  "Ev.v01.json",
-                                            "Ev.vx.json", "Ev.v1.JSON.json", ".v1.json",
-                                            "1Ev.v1.json", "E-v.v1.json", "Ev.v12345.json"};
+    static const char *const bad_names[] = {"Ev.json",     "Ev.v0.json",      "Ev.v01.json",
+                                            "Ev.vx.json",  "Ev.v1.JSON.json", ".v1.json",
+                                            "1Ev.v1.json", "E-v.v1.json",     "Ev.v12345.json"};
     for (size_t i = 0; i < sizeof(bad_names) / sizeof(*bad_names); i++) {
         write_file(bad_names[i], "{}");
         char want[128];
@@ -589,7 +611,8 @@ static void test_real_examples(const schema_registry_t *reg)
         cJSON_Delete(copy);
         /* the schema of another version or event does not take this body */
         const cJSON *other = schema_find(reg, ex->name, ex->version + 1);
-        if (!other) other = schema_find(reg, strcmp(ex->name, "DayClosed") ? "DayClosed" : "DeadLetter", 1);
+        if (!other)
+            other = schema_find(reg, strcmp(ex->name, "DayClosed") ? "DayClosed" : "DeadLetter", 1);
         T_EQ_INT(schema_validate(other, ev), -1);
         cJSON_Delete(ev);
     }
@@ -607,32 +630,42 @@ static void test_real_rules(const schema_registry_t *reg)
     const char *pat = "$.data.title: does not match pattern ^[^\\[\\]]*$";
     VARIANT(reg, "TaskCreated", 2, "title", "\"[UP-42] Feed\"", pat);
     VARIANT(reg, "TaskCreated", 2, "title", "\"Feed ]\"", pat);
-    VARIANT(reg, "TaskCreated", 2, "title", "\"\"", "$.data.title: length 0 is less than minLength 1");
+    VARIANT(reg, "TaskCreated", 2, "title", "\"\"",
+            "$.data.title: length 0 is less than minLength 1");
     VARIANT(reg, "TaskCreated", 1, "title", "\"[UP-42] Feed\"", NULL);
     VARIANT(reg, "TaskCreated", 2, "jira_id", "null", NULL);
-    VARIANT(reg, "TaskCreated", 2, "jira_id", "42", "$.data.jira_id: expected type string or null, got integer");
+    VARIANT(reg, "TaskCreated", 2, "jira_id", "42",
+            "$.data.jira_id: expected type string or null, got integer");
     VARIANT(reg, "TaskCreated", 2, "description", "null", NULL);
-    VARIANT(reg, "TaskCreated", 2, "assignee_id", "null", "$.data.assignee_id: expected type string, got null");
-    VARIANT(reg, "TaskCreated", 2, "created_at", "\"yesterday\"", "$.data.created_at: does not match format date-time");
+    VARIANT(reg, "TaskCreated", 2, "assignee_id", "null",
+            "$.data.assignee_id: expected type string, got null");
+    VARIANT(reg, "TaskCreated", 2, "created_at", "\"yesterday\"",
+            "$.data.created_at: does not match format date-time");
     VARIANT(reg, "TaskAssigned", 1, "previous_assignee_id", U3, NULL);
     VARIANT(reg, "TaskAssigned", 1, "previous_assignee_id", "\"nobody\"",
             "$.data.previous_assignee_id: does not match format uuid");
-    VARIANT(reg, "TaskPriced", 1, "reward_cents", "2.5", "$.data.reward_cents: 2.5 is not an integer");
+    VARIANT(reg, "TaskPriced", 1, "reward_cents", "2.5",
+            "$.data.reward_cents: 2.5 is not an integer");
     VARIANT(reg, "TaskPriced", 1, "reward_cents", "2.0", NULL);
-    VARIANT(reg, "TaskPriced", 1, "assign_fee_cents", "-1", "$.data.assign_fee_cents: -1 is less than minimum 0");
+    VARIANT(reg, "TaskPriced", 1, "assign_fee_cents", "-1",
+            "$.data.assign_fee_cents: -1 is less than minimum 0");
     VARIANT(reg, "TaskPriced", 1, "rules_version", "\"0123456789AB\"",
             "$.data.rules_version: does not match pattern ^[0-9a-f]{12}$");
     VARIANT(reg, "AccountCreated", 1, "role", "\"new_role\"", NULL); /* roles may grow */
-    VARIANT(reg, "AccountCreated", 1, "role", "\"Popug\"", "$.data.role: does not match pattern ^[a-z_]+$");
+    VARIANT(reg, "AccountCreated", 1, "role", "\"Popug\"",
+            "$.data.role: does not match pattern ^[a-z_]+$");
     VARIANT(reg, "AccountCreated", 1, "email", "\"lin.uberpopug.inc\"",
             "$.data.email: does not match pattern ^[^@\\s]+@[^@\\s]+$");
-    VARIANT(reg, "AccountUpdated", 1, "active", "1", "$.data.active: expected type boolean, got integer");
+    VARIANT(reg, "AccountUpdated", 1, "active", "1",
+            "$.data.active: expected type boolean, got integer");
     VARIANT(reg, "TransactionApplied", 1, "kind", "\"refund\"",
             "$.data.kind: \"refund\" is not one of the enum values");
     VARIANT(reg, "TransactionApplied", 1, "task_id", "null", NULL);
-    VARIANT(reg, "TransactionApplied", 1, "day", "\"2026-02-30\"", "$.data.day: does not match format date");
+    VARIANT(reg, "TransactionApplied", 1, "day", "\"2026-02-30\"",
+            "$.data.day: does not match format date");
     VARIANT(reg, "DayClosed", 1, "management_earnings_cents", "-99999", NULL);
-    VARIANT(reg, "DayClosed", 1, "paid_accounts", "-1", "$.data.paid_accounts: -1 is less than minimum 0");
+    VARIANT(reg, "DayClosed", 1, "paid_accounts", "-1",
+            "$.data.paid_accounts: -1 is less than minimum 0");
     VARIANT(reg, "DeadLetter", 1, "body", "{}", "$.data.body: expected type string, got object");
 
     /* the envelope pins name and version */
@@ -667,7 +700,8 @@ static void test_real_registry(void)
     DIR *d = opendir(dir);
     T_CHECK(d != NULL);
     for (const struct dirent *de; d && (de = readdir(d));)
-        files += strlen(de->d_name) > 5 && strcmp(de->d_name + strlen(de->d_name) - 5, ".json") == 0;
+        files +=
+            strlen(de->d_name) > 5 && strcmp(de->d_name + strlen(de->d_name) - 5, ".json") == 0;
     if (d) closedir(d);
     T_EQ_INT(files, n);
     test_real_examples(reg);
