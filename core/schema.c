@@ -550,6 +550,8 @@ static int check_node(spath_t *p, const cJSON *schema, int depth)
         while (i < KEYWORD_COUNT && strcmp(keywords[i].name, kw->string) != 0)
             i++;
         if (i == KEYWORD_COUNT) return spath_fail(p, "unknown keyword '%s'", kw->string);
+        if (cJSON_GetObjectItemCaseSensitive(schema, kw->string) != kw)
+            return spath_fail(p, "keyword '%s' given twice", kw->string);
         size_t old = spath_push(p, kw->string);
         int rc = keywords[i].check(p, kw, depth);
         spath_pop(p, old);

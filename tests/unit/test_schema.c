@@ -313,6 +313,7 @@ static void test_check(void)
     CHECK_OK("{\"$schema\":\"x\",\"$id\":\"y\",\"title\":\"t\",\"description\":\"d\","
              "\"examples\":[1],\"type\":[\"string\",\"null\"]}");
     CHECK_BAD("{\"typo\":1}", "#: unknown keyword 'typo'");
+    CHECK_BAD("{\"type\":\"string\",\"type\":\"null\"}", "#: keyword 'type' given twice");
     CHECK_BAD("{\"properties\":{\"a\":{\"properties\":{\"b\":{\"oneOf\":[]}}}}}",
               "#/properties/a/properties/b: unknown keyword 'oneOf'");
     CHECK_BAD("{\"items\":{\"minItems\":1}}", "#/items: unknown keyword 'minItems'");
