@@ -23,6 +23,7 @@
 #include "diag.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "uuid.h"
 
 #define CONSUMER_MAX_SUBS 32
@@ -31,7 +32,7 @@
 #define CONSUMER_DLQ_BODY_MAX 65536
 #define CONSUMER_FETCH_ERRORS 3 /* fetch errors in a row before re-subscribing */
 
-typedef enum { OUT_ACK, OUT_NAK } outcome_t;
+typedef enum { OUT_ACK, OUT_NAK, OUT_DEAD } outcome_t; /* DEAD: dead-lettered, acked */
 
 typedef struct consumer_sub {
     char subject[128];
@@ -50,6 +51,9 @@ typedef struct bus_consumer {
     int nsubs;
     jsCtx *js;
     natsSubscription *sub; /* NULL until subscribed */
+    metrics_counter_t *acked;        /* ates_bus_consumed_total{service,stream} */
+    metrics_counter_t *retried;      /* ates_bus_retries_total{service,stream} */
+    metrics_counter_t *dead_letters; /* ates_bus_dead_letters_total{service,stream} */
 } bus_consumer_t;
 
 /* One message being handled. */
@@ -91,10 +95,11 @@ static int inbox_has(db_conn_t *c, const char *key)
 
 /* Dead-letter the message once per `key`; -1 only on a database/emit error. */
 static int dead_letter(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m, const char *key,
-                       const char *reason)
+                       const char *reason, outcome_t *out)
 {
     int fresh = inbox_insert(c, key, m->subject);
     if (fresh <= 0) return fresh;
+    *out = OUT_DEAD;
     int len = m->raw_len < CONSUMER_DLQ_BODY_MAX ? m->raw_len : CONSUMER_DLQ_BODY_MAX;
     char *body = strndup(m->raw ? m->raw : "", (size_t)len);
     cJSON *data = cJSON_CreateObject();
@@ -150,7 +155,7 @@ static int after_failure(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m,
     db_rollback_to(c);
     if (kind == DIAG_VALIDATION || m->delivered >= BUS_MAX_DELIVER) {
         *out = OUT_ACK;
-        return dead_letter(cs, c, m, ev->event_id, reason);
+        return dead_letter(cs, c, m, ev->event_id, reason, out);
     }
     log_warn("handler for %s %s failed (delivery %d): %s", m->subject, ev->event_id, m->delivered,
              reason);
@@ -196,13 +201,13 @@ static int handle_msg(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m, outc
     cJSON *body = cJSON_ParseWithLength(m->raw, (size_t)m->raw_len);
     if (!cJSON_IsObject(body)) {
         cJSON_Delete(body);
-        return dead_letter(cs, c, m, key, "body is not a JSON object");
+        return dead_letter(cs, c, m, key, "body is not a JSON object", out);
     }
     bus_event_t ev = {.subject = m->subject, .body = body, .delivered = m->delivered};
     int rc;
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(body, "event_id");
     if (!cJSON_IsString(id) || !uuid_valid(id->valuestring)) {
-        rc = dead_letter(cs, c, m, key, "missing or invalid event_id");
+        rc = dead_letter(cs, c, m, key, "missing or invalid event_id", out);
         goto out;
     }
     ev.event_id = id->valuestring;
@@ -213,7 +218,7 @@ static int handle_msg(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m, outc
     if (validate(cs, body, &ev) < 0) {
         char reason[sizeof(diag_last()->message)];
         snprintf(reason, sizeof(reason), "%s", diag_last()->message);
-        rc = dead_letter(cs, c, m, ev.event_id, reason);
+        rc = dead_letter(cs, c, m, ev.event_id, reason, out);
         goto out;
     }
     rc = apply(cs, c, m, fn, &ev, out);
@@ -263,11 +268,13 @@ static void handle_batch(bus_consumer_t *cs, db_conn_t *c, natsMsgList *list)
         return;
     }
     for (int i = 0; i < n; i++) {
-        natsStatus s = out[i] == OUT_ACK
+        natsStatus s = out[i] != OUT_NAK
                            ? natsMsg_Ack(m[i].msg, NULL)
                            : natsMsg_NakWithDelay(m[i].msg, nak_delay_ms(m[i].delivered), NULL);
         if (s != NATS_OK) log_warn("ack of %s seq %llu: %s", cs->stream,
                                    (unsigned long long)m[i].stream_seq, natsStatus_GetText(s));
+        metrics_inc(out[i] == OUT_ACK ? cs->acked : out[i] == OUT_NAK ? cs->retried : cs->dead_letters,
+                    1);
     }
 }
 
@@ -383,6 +390,11 @@ static int start_one(bus_t *bus, db_t *db, const char *service, const bus_stream
         snprintf(cs->subs[cs->nsubs].subject, sizeof(cs->subs[0].subject), "%s", subs[i].subject);
         cs->subs[cs->nsubs++].fn = subs[i].handle;
     }
+    char labels[160];
+    snprintf(labels, sizeof(labels), "service=\"%s\",stream=\"%s\"", service, stream->name);
+    cs->acked = metrics_counter("ates_bus_consumed_total", "Events consumed and acknowledged", labels);
+    cs->retried = metrics_counter("ates_bus_retries_total", "Events nak'ed for redelivery", labels);
+    cs->dead_letters = metrics_counter("ates_bus_dead_letters_total", "Events dead-lettered", labels);
     if (!(cs->js = bus_js(bus, NULL, NULL))) {
         free(cs);
         return -1;

@@ -19,6 +19,7 @@
 
 #include "diag.h"
 #include "log.h"
+#include "metrics.h"
 #include "uuid.h"
 
 #define RELAY_BATCH 512
@@ -39,6 +40,7 @@ typedef struct bus_relay {
     int nrows;
     int hint;                  /* where on_ack starts looking: acks come in order */
     int ack_errors;            /* negative acks in this batch */
+    metrics_counter_t *published; /* ates_bus_published_total{service} */
     struct bus_relay *next;    /* in g_relays */
 } bus_relay_t;
 
@@ -197,6 +199,7 @@ static int relay_round(bus_relay_t *r, db_conn_t *c, int *seen_gen)
         log_diag(LOG_ERROR, "outbox relay: delete published rows");
         return -1;
     }
+    metrics_inc(r->published, (uint64_t)done);
     pthread_mutex_lock(&r->ack_lock);
     if (r->ack_errors > 0) *seen_gen = -1; /* e.g. a stream is gone: re-ensure */
     pthread_mutex_unlock(&r->ack_lock);
@@ -267,6 +270,10 @@ int bus_relay_start(bus_t *bus, db_t *db)
     bus_relay_t *r = calloc(1, sizeof(*r));
     if (!r) return diag_set(DIAG_INTERNAL, "out of memory");
     r->db = db;
+    char labels[96];
+    snprintf(labels, sizeof(labels), "service=\"%s\"", db_name(db));
+    r->published = metrics_counter("ates_bus_published_total",
+                                   "Events published from the outbox and acknowledged", labels);
     pthread_mutex_init(&r->ack_lock, NULL);
     if (!(r->js = bus_js(bus, on_ack, r))) {
         pthread_mutex_destroy(&r->ack_lock);
