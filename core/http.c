@@ -722,13 +722,14 @@ int http_add_routes(http_server_t *s, const http_route_t *routes, void *ud)
 static struct MHD_Daemon *start_daemon(http_server_t *s, unsigned flags, const struct sockaddr *sa,
                                        unsigned threads)
 {
+    /* the logger goes first so that no message reaches MHD's own */
     return MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
                             MHD_OPTION_SOCK_ADDR, sa,
                             MHD_OPTION_THREAD_POOL_SIZE, threads,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT,
                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U,
                             MHD_OPTION_END);
 }
