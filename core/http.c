@@ -381,7 +381,7 @@ int http_page(http_req_t *req, int *limit, const char **after)
         char *end;
         errno = 0;
         long v = strtol(text, &end, 10);
-        if (errno || end == text || *end || v < 1 || v > 500) {
+        if (text[0] < '0' || text[0] > '9' || errno || *end || v < 1 || v > 500) {
             http_reply_error(req, DIAG_VALIDATION, "limit must be an integer from 1 to 500");
             return -1;
         }
