@@ -207,7 +207,7 @@ int http_verify_token(http_server_t *s, const char *token, http_auth_t *auth)
     bool cacheable = len <= CACHE_TOKEN_MAX;
     if (cacheable && cache_get(s, h, token, len, now, auth)) return 0;
 
-    jwt_claims_t c;
+    jwt_claims_t c = {0};
     int rc;
     pthread_rwlock_rdlock(&s->keys_lock);
     if (!s->keys) {
