@@ -84,7 +84,7 @@ struct http_req {
     size_t body_len, body_cap;
     cJSON *json;           /* the parsed body, NULL when none */
     http_match_t match;
-    const http_stats_t *stats; /* where this request is counted */
+    http_stats_t *stats;   /* where this request is counted */
     http_auth_t auth;
     char trace[HTTP_TRACE_LEN];
     int64_t t0_us;         /* monotonic start */
@@ -107,12 +107,8 @@ static int64_t now_us(void)
 static void stats_init(http_stats_t *st, const char *route, const char *method)
 {
     char labels[512];
-    for (int c = 0; c < HTTP_CLASSES; c++) {
-        snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",class=\"%dxx\"", route,
-                 method, c + 1);
-        st->count[c] = metrics_counter("ates_http_requests_total",
-                                       "HTTP requests by route and status class", labels);
-    }
+    st->route = route;
+    st->method = method;
     snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\"", route, method);
     st->latency = metrics_histogram("ates_http_request_duration_seconds",
                                     "HTTP request handling time", labels);
@@ -120,12 +116,21 @@ static void stats_init(http_stats_t *st, const char *route, const char *method)
 
 static void stats_record(const http_req_t *req)
 {
-    const http_stats_t *st = req->stats ? req->stats : &req->srv->other_stats;
+    http_stats_t *st = req->stats ? req->stats : &req->srv->other_stats;
     int c = req->status / 100 - 1;
     if (c < 0 || c >= HTTP_CLASSES) c = HTTP_CLASSES - 1;
-    if (st->count[c]) metrics_inc(st->count[c], 1);
+    metrics_counter_t *ctr = __atomic_load_n(&st->count[c], __ATOMIC_ACQUIRE);
+    if (!ctr) { /* get-or-create: racing threads get the same series */
+        char labels[512];
+        snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",class=\"%dxx\"",
+                 st->route, st->method, c + 1);
+        ctr = metrics_counter("ates_http_requests_total",
+                              "HTTP requests by route and status class", labels);
+        __atomic_store_n(&st->count[c], ctr, __ATOMIC_RELEASE);
+    }
+    metrics_inc(ctr, 1);
     int64_t us = now_us() - req->t0_us;
-    if (st->latency) metrics_observe_us(st->latency, us > 0 ? (uint64_t)us : 0);
+    metrics_observe_us(st->latency, us > 0 ? (uint64_t)us : 0);
 }
 
 /* --- token cache ------------------------------------------------------------ */
@@ -584,7 +589,7 @@ static void dispatch(http_req_t *req)
         }
         return;
     }
-    const http_rroute_t *route = req->match.route;
+    http_rroute_t *route = req->match.route;
     req->stats = &route->stats;
     if (authenticate(req, route) < 0) return;
     if (req->body_len > 0) {
@@ -714,7 +719,7 @@ int http_add_routes(http_server_t *s, const http_route_t *routes, void *ud)
     for (const http_route_t *r = routes; r->method; r++) {
         http_rroute_t *rr;
         if (http_router_add(&s->router, r, ud, &rr) < 0) return -1;
-        stats_init(&rr->stats, rr->pattern, rr->method);
+        stats_init(&rr->stats, rr->label, rr->method);
     }
     return 0;
 }

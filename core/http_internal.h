@@ -21,9 +21,11 @@
 #define HTTP_CLASSES 5
 
 /* Request counters and latency of one label set (a route, the static
- * files, or the requests that matched nothing). */
+ * files, or the requests that matched nothing). A counter is registered
+ * the first time its status class occurs, so unused classes cost no series. */
 typedef struct http_stats {
-    metrics_counter_t *count[HTTP_CLASSES]; /* requests by status class */
+    const char *route, *method;             /* label values (static storage or the route's) */
+    metrics_counter_t *count[HTTP_CLASSES]; /* by status class; atomic, NULL until used */
     metrics_histogram_t *latency;           /* request duration */
 } http_stats_t;
 
@@ -37,7 +39,8 @@ typedef struct http_seg {
 /* A route as added: a copy of http_route_t plus its split pattern. */
 typedef struct http_rroute {
     char *method;          /* "GET", ... (malloc'd) */
-    char *pattern;         /* the pattern text (malloc'd), also the metrics label */
+    char *pattern;         /* the pattern text (malloc'd) */
+    char *label;           /* the pattern as a metrics label, {id} -> :id (malloc'd) */
     char *roles;           /* comma list or NULL (malloc'd) */
     http_handler_fn handler;
     http_access_t access;
@@ -60,7 +63,7 @@ typedef enum http_match_result {
 
 /* The outcome of a match: the route and its decoded parameters. */
 typedef struct http_match {
-    const http_rroute_t *route;        /* NULL unless HTTP_MATCH_OK */
+    http_rroute_t *route;              /* NULL unless HTTP_MATCH_OK */
     int nparams;
     const char *name[HTTP_MAX_PARAMS]; /* owned by the route */
     const char *value[HTTP_MAX_PARAMS];/* decoded, in the caller's scratch */

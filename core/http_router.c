@@ -25,6 +25,7 @@ static void rroute_free(http_rroute_t *rr)
     for (int i = 0; i < rr->nseg; i++) free(rr->seg[i].text);
     free(rr->method);
     free(rr->pattern);
+    free(rr->label);
     free(rr->roles);
     free(rr);
 }
@@ -98,6 +99,21 @@ static int parse_pattern(http_rroute_t *rr)
     return 0;
 }
 
+/* "/api/tasks/{id}" -> "/api/tasks/:id": braces are not label-safe. */
+static int make_label(http_rroute_t *rr)
+{
+    size_t len = strlen(rr->pattern);
+    rr->label = malloc(len + 1);
+    if (!rr->label) return diag_set(DIAG_INTERNAL, "http: out of memory");
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (rr->pattern[i] == '{') rr->label[o++] = ':';
+        else if (rr->pattern[i] != '}') rr->label[o++] = rr->pattern[i];
+    }
+    rr->label[o] = '\0';
+    return 0;
+}
+
 /* Same method and the same shape (parameter names do not matter). */
 static bool same_route(const http_rroute_t *a, const http_rroute_t *b)
 {
@@ -126,6 +142,7 @@ int http_router_add(http_router_t *r, const http_route_t *route, void *ud, http_
         goto fail;
     }
     if (parse_pattern(rr) < 0) goto fail;
+    if (make_label(rr) < 0) goto fail;
     for (size_t i = 0; i < r->n; i++) {
         if (same_route(r->routes[i], rr)) {
             diag_set(DIAG_INTERNAL, "http: duplicate route %s %s", rr->method, rr->pattern);
@@ -221,11 +238,11 @@ http_match_result_t http_router_match(const http_router_t *r, const char *method
     m->allow[0] = '\0';
     if (split_path(path, segs, &nseg) < 0) return HTTP_MATCH_NOT_FOUND;
     bool head = strcmp(method, "HEAD") == 0;
-    const http_rroute_t *best = NULL;
+    http_rroute_t *best = NULL;
     long best_score = -1;
     bool fits = false;
     for (size_t i = 0; i < r->n; i++) {
-        const http_rroute_t *rr = r->routes[i];
+        http_rroute_t *rr = r->routes[i];
         long score = fit(rr, segs, nseg);
         if (score < 0) continue;
         fits = true;

@@ -45,6 +45,7 @@ static void test_precedence(void)
 
     T_EQ_INT(match("POST", "/api/tasks/abc/complete"), HTTP_MATCH_OK);
     T_EQ_STR(m.route->pattern, "/api/tasks/{id}/complete");
+    T_EQ_STR(m.route->label, "/api/tasks/:id/complete");
     T_EQ_STR(param("id"), "abc");
 
     /* literal at the first differing position wins, whatever the order added */
