@@ -138,9 +138,12 @@ static int vm_pcall(rules_vm_t *vm, int nargs, int nres, const char *file)
     } else {
         const char *nl = strchr(msg, '\n');
         int first = nl ? (int)(nl - msg) : (int)strlen(msg);
-        diag_set(DIAG_INTERNAL, "%.*s", first, msg);
+        size_t n = strlen(file);
+        bool named = strncmp(msg, file, n) == 0 && msg[n] == ':';
+        diag_set(DIAG_INTERNAL, "%s%s%.*s", named ? "" : file, named ? "" : ": ", first, msg);
     }
-    log_warn("rules: %s", msg ? msg : diag_last()->message);
+    const char *trace = msg && status != LUA_ERRMEM ? strchr(msg, '\n') : NULL;
+    log_warn("rules: %s%s", diag_last()->message, trace ? trace : "");
     lua_settop(L, base); /* [..] */
     assert(lua_gettop(L) == base);
     return -1;
