@@ -6,6 +6,8 @@
  */
 #include <dirent.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -39,7 +41,7 @@ static void remove_dir(const char *dir)
     struct dirent *e;
     char path[512];
     while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         unlink(path);
     }
@@ -465,19 +467,23 @@ static char thread_ver[N_VERSIONS][RULES_VERSION_LEN];
 
 typedef struct caller {
     rules_t *r;
+    atomic_bool *reloading; /* keep calling while the main thread reloads */
     int calls, bad;
+    bool seen[N_VERSIONS];
 } caller_t;
 
 static void *caller_main(void *arg)
 {
     caller_t *c = arg;
-    for (int i = 0; i < 300; i++) {
+    for (int i = 0; i < 300 || atomic_load(c->reloading); i++) {
         char v[RULES_VERSION_LEN] = "";
         cJSON *res = NULL;
         int64_t k = -1;
         if (rules_call(c->r, "t.lua", "v", NULL, &res, v) != 0 || !json_is_int(res, &k) || k < 0 ||
             k >= N_VERSIONS || strcmp(v, thread_ver[k]) != 0) {
             c->bad++;
+        } else {
+            c->seen[k] = true;
         }
         c->calls++;
         cJSON_Delete(res);
@@ -499,8 +505,9 @@ static void test_threads(void)
     if (!r) return;
     pthread_t th[N_CALLERS];
     caller_t c[N_CALLERS];
+    atomic_bool reloading = true;
     for (int i = 0; i < N_CALLERS; i++) {
-        c[i] = (caller_t){.r = r};
+        c[i] = (caller_t){.r = r, .reloading = &reloading};
         pthread_create(&th[i], NULL, caller_main, &c[i]);
     }
     int swapped = 0;
@@ -508,15 +515,18 @@ static void test_threads(void)
         write_file(dir, "t.lua", thread_src[round % N_VERSIONS]);
         swapped += rules_reload(r);
     }
-    int calls = 0, bad = 0;
+    atomic_store(&reloading, false);
+    int calls = 0, bad = 0, seen = 0;
     for (int i = 0; i < N_CALLERS; i++) {
         pthread_join(th[i], NULL);
         calls += c[i].calls;
         bad += c[i].bad;
+        for (int k = 0; k < N_VERSIONS; k++) seen += c[i].seen[k];
     }
-    T_EQ_INT(calls, N_CALLERS * 300);
+    T_CHECK(calls >= N_CALLERS * 300);
     T_EQ_INT(bad, 0);
-    T_CHECK(swapped > 0);
+    T_EQ_INT(swapped, 4 * N_VERSIONS - 1);
+    T_CHECK(seen >= N_CALLERS); /* (how many versions each saw depends on timing) */
     rules_close(r);
     remove_dir(dir);
 }
@@ -586,6 +596,42 @@ static void test_check_dir(void)
     fclose(err);
 }
 
+/* --- the directory --------------------------------------------------------- */
+
+static void test_directory(void)
+{
+    char dir[256], missing[300];
+    make_dir(dir, sizeof dir);
+    snprintf(missing, sizeof missing, "%s/none", dir);
+    rules_t *r = NULL;
+    T_EQ_INT(rules_open(&r, missing, 1), -1);
+    T_CHECK(r == NULL);
+
+    char *huge = malloc(300 * 1024 + 1);
+    memset(huge, '-', 300 * 1024);
+    huge[300 * 1024] = '\0';
+    memcpy(huge, "function f() return 1 end\n", 26);
+    write_file(dir, "huge.lua", huge);
+    free(huge);
+    write_file(dir, "bad name.lua", "function f() return 1 end\n");
+    write_file(dir, ".hidden.lua", "function f() return 1 end\n");
+    write_file(dir, "notes.lua.txt", "function f() return 1 end\n");
+    write_file(dir, "ok-file_2.lua", "function f(a, b) return {a == nil, b} end\n");
+    T_EQ_INT(rules_open(&r, dir, 1), 0);
+    if (!r) return;
+    cJSON *st = rules_status(r);
+    T_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(st, "items")), 2);
+    const char *err = status_str(st, "huge.lua", "error");
+    T_CHECK(err && strstr(err, "huge.lua: larger than"));
+    T_CHECK(status_str(st, "ok-file_2.lua", "version") != NULL);
+    cJSON_Delete(st);
+    T_CALL(r, "ok-file_2.lua", "f", "[null, 2]", "[true,2]");
+    T_CALL_FAILS(r, "bad name.lua", "f", NULL, DIAG_UNAVAILABLE, "not loaded");
+    T_EQ_INT(rules_require(r, "../x.lua", "f"), -1);
+    rules_close(r);
+    remove_dir(dir);
+}
+
 int main(void)
 {
     test_values();
@@ -595,5 +641,6 @@ int main(void)
     test_threads();
     test_watch();
     test_check_dir();
+    test_directory();
     return t_done();
 }
