@@ -219,6 +219,7 @@ static int file_settle(rules_file_t *f, const char *buf, size_t len, const unsig
                        const char *error)
 {
     const char *old = f->src ? f->src->version : "none";
+    if (!buf && !error) error = "no bytes read";
     if (error) {
         if (!f->error || strcmp(f->error, error) != 0)
             log_warn("rules: %s rejected, version %s stays in force: %s", f->name, old, error);
@@ -247,7 +248,7 @@ static int reload_file(rules_t *r, const char *name)
 {
     char *buf = NULL;
     size_t len = 0;
-    unsigned char md[32];
+    unsigned char md[32] = {0};
     const char *fns[RULES_MAX_REQ];
     char fnbuf[RULES_MAX_REQ][RULES_NAME_MAX];
     int nfns = 0, changed = 0;

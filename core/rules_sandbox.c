@@ -343,9 +343,8 @@ static int vm_call_k(lua_State *L)
     }
     int n = args ? cJSON_GetArraySize(args) : 0;
     luaL_checkstack(L, n + LUA_MINSTACK, "too many arguments");
-    const cJSON *a;
-    if (args)
-        cJSON_ArrayForEach(a, args) rules__json_push(L, a, 0); /* [envs env f args...] */
+    for (const cJSON *a = args ? args->child : NULL; a; a = a->next)
+        rules__json_push(L, a, 0); /* [envs env f args...] */
     lua_call(L, n, 2);                                             /* [envs env r1 r2] */
     lua_pushboolean(L, 1);                                         /* [envs env r1 r2 true] */
     lua_insert(L, -3);                                             /* [envs env true r1 r2] */
