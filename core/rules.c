@@ -1,0 +1,559 @@
+/*
+ * rules: the library of rule files and the per-thread Lua states
+ * (see rules.h; the sandbox is rules_sandbox.c, conversions rules_json.c,
+ * the watcher rules_watch.c).
+ *
+ * The library holds, per file of the directory (at most RULES_MAX_FILES
+ * names [A-Za-z0-9_-]+.lua, each at most RULES_MAX_BYTES), the source in
+ * force (an immutable, refcounted rules_src_t), when it was swapped in and
+ * the error of the last attempt; a mutex guards it and a generation counter
+ * is bumped under that mutex on every swap.
+ *
+ * Reload is a transaction per file (Redis functions.c): a file whose bytes
+ * differ from the bytes last tried is compiled, run, checked for its
+ * required functions and selftested in a scratch state; only then does it
+ * replace the version in force. Otherwise the old version stays and the
+ * error is recorded. Bytes that already failed are not retried until they
+ * change (so the 1 s rescan does not re-log the same error).
+ *
+ * Each calling thread owns a rules_tls_t (a pthread key per rules_t): a
+ * lua_State built from a snapshot of the library and rebuilt when the
+ * generation moved. A swap never touches a running call: the thread holds
+ * its own compiled copy and the refs of the sources it was built from.
+ * States are freed at thread exit (key destructor) or by rules_close
+ * (which must run after the other calling threads stopped calling).
+ *
+ * Errors of rules_call: DIAG_UNAVAILABLE when the file or the function does
+ * not exist (nothing can decide), DIAG_INTERNAL when the rule fails (error,
+ * budget, memory, a result JSON cannot hold); the message starts with
+ * "file:line: ".
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "clock.h"
+#include "diag.h"
+#include "log.h"
+#include "rules_internal.h"
+
+typedef struct rules_src {
+    atomic_int refs;
+    size_t len;
+    char version[RULES_VERSION_LEN];
+    char bytes[]; /* len bytes + NUL */
+} rules_src_t;
+
+typedef struct rules_file {
+    char name[RULES_NAME_MAX];
+    rules_src_t *src;         /* version in force; NULL if none ever loaded */
+    int64_t loaded_at;        /* wall ms when src was swapped in */
+    char *error;              /* error of the last attempt; NULL if it succeeded */
+    unsigned char tried[32];  /* SHA-256 of the bytes last attempted */
+    bool tried_set;
+} rules_file_t;
+
+typedef struct rules_req {
+    char file[RULES_NAME_MAX];
+    char fn[RULES_NAME_MAX];
+} rules_req_t;
+
+typedef struct rules_tls {
+    rules_t *r;
+    rules_vm_t vm;                       /* vm.L NULL until built */
+    uint64_t gen;                        /* generation vm was built from */
+    int n;                               /* files of the snapshot */
+    char names[RULES_MAX_FILES][RULES_NAME_MAX];
+    rules_src_t *srcs[RULES_MAX_FILES];  /* refs held while vm uses them */
+    char *errs[RULES_MAX_FILES];         /* load error in this vm (unexpected) */
+    unsigned index, builds;              /* math.random stream */
+    struct rules_tls *prev, *next;       /* r->states */
+} rules_tls_t;
+
+struct rules {
+    char dir[PATH_MAX];
+    uint64_t seed;
+    pthread_mutex_t mu; /* guards files, nfiles, req, nreq */
+    rules_file_t files[RULES_MAX_FILES]; /* sorted by name */
+    int nfiles;
+    rules_req_t req[RULES_MAX_REQ];
+    int nreq;
+    _Atomic uint64_t gen;
+    pthread_mutex_t reload_mu; /* one reload at a time */
+    pthread_key_t key;         /* the calling thread's rules_tls_t */
+    pthread_mutex_t states_mu; /* guards states */
+    rules_tls_t *states;       /* every thread's state, for rules_close */
+    atomic_uint nthreads;
+    rules_watch_t *watch;
+};
+
+typedef char rules_names_t[RULES_MAX_FILES][RULES_NAME_MAX];
+
+/* --- sources and files --------------------------------------------------- */
+
+static void src_unref(rules_src_t *s)
+{
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1) free(s);
+}
+
+static rules_src_t *src_ref(rules_src_t *s)
+{
+    if (s) atomic_fetch_add(&s->refs, 1);
+    return s;
+}
+
+static bool name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n <= 4 || n >= RULES_NAME_MAX || strcmp(name + n - 4, ".lua") != 0) return false;
+    for (size_t i = 0; i < n - 4; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-", name[i]))
+            return false;
+    return true;
+}
+
+static int cmp_names(const void *a, const void *b) { return strcmp(a, b); }
+
+/* The sorted rule file names of `dir`; -1 (diag) if it cannot be read. */
+static int scan_dir(const char *dir, rules_names_t names, int *n)
+{
+    DIR *d = opendir(dir);
+    if (!d) return diag_set(DIAG_INTERNAL, "rules: cannot open %s: %s", dir, strerror(errno));
+    struct dirent *e;
+    *n = 0;
+    while ((e = readdir(d))) {
+        if (!name_ok(e->d_name)) continue;
+        if (*n == RULES_MAX_FILES) {
+            log_warn("rules: more than %d files in %s, %s ignored", RULES_MAX_FILES, dir, e->d_name);
+            continue;
+        }
+        memcpy(names[(*n)++], e->d_name, strlen(e->d_name) + 1); /* name_ok: fits */
+    }
+    closedir(d);
+    qsort(names, (size_t)*n, RULES_NAME_MAX, cmp_names);
+    return 0;
+}
+
+/* The bytes of dir/name (malloc'd, NUL-terminated); 1 when the file
+ * vanished, -1 (diag) on other failures. */
+static int read_file(const char *dir, const char *name, char **buf, size_t *len)
+{
+    char path[PATH_MAX + RULES_NAME_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) return 1;
+    if (fd < 0) return diag_set(DIAG_INTERNAL, "%s: cannot open: %s", name, strerror(errno));
+    struct stat st;
+    size_t got = 0;
+    char *b = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        diag_set(DIAG_INTERNAL, "%s: not a regular file", name);
+        goto out;
+    }
+    b = malloc(RULES_MAX_BYTES + 2);
+    if (!b) {
+        diag_set(DIAG_INTERNAL, "%s: out of memory", name);
+        goto out;
+    }
+    for (ssize_t k; got <= RULES_MAX_BYTES; got += (size_t)k) {
+        k = read(fd, b + got, RULES_MAX_BYTES + 1 - got);
+        if (k < 0 && errno == EINTR) k = 0;
+        else if (k < 0) {
+            diag_set(DIAG_INTERNAL, "%s: read: %s", name, strerror(errno));
+            goto out;
+        } else if (k == 0) break;
+    }
+    if (got > RULES_MAX_BYTES) {
+        diag_set(DIAG_INTERNAL, "%s: larger than %d bytes", name, RULES_MAX_BYTES);
+        goto out;
+    }
+    b[got] = '\0';
+    *buf = b;
+    *len = got;
+    b = NULL;
+out:
+    free(b);
+    close(fd);
+    return *buf ? 0 : -1;
+}
+
+static void sha256(const char *bytes, size_t len, unsigned char md[32])
+{
+    unsigned int mdlen = 32;
+    EVP_Digest(bytes, len, md, &mdlen, EVP_sha256(), NULL);
+}
+
+/* The library entry of `name` (r->mu held); created in order if `create`. */
+static rules_file_t *file_get(rules_t *r, const char *name, bool create)
+{
+    int i = 0;
+    while (i < r->nfiles && strcmp(r->files[i].name, name) < 0) i++;
+    if (i < r->nfiles && strcmp(r->files[i].name, name) == 0) return &r->files[i];
+    if (!create || r->nfiles == RULES_MAX_FILES) return NULL;
+    memmove(&r->files[i + 1], &r->files[i], (size_t)(r->nfiles - i) * sizeof r->files[0]);
+    r->nfiles++;
+    memset(&r->files[i], 0, sizeof r->files[i]);
+    snprintf(r->files[i].name, RULES_NAME_MAX, "%s", name);
+    return &r->files[i];
+}
+
+static void file_set_error(rules_file_t *f, const char *error)
+{
+    free(f->error);
+    f->error = error ? strdup(error) : NULL;
+}
+
+/* --- reload -------------------------------------------------------------- */
+
+/* Swap in `buf` for `f` if verification passed (r->mu held); 1 if swapped. */
+static int file_settle(rules_file_t *f, const char *buf, size_t len, const unsigned char md[32],
+                       const char *error)
+{
+    const char *old = f->src ? f->src->version : "none";
+    if (!buf && !error) error = "no bytes read";
+    if (error) {
+        if (!f->error || strcmp(f->error, error) != 0)
+            log_warn("rules: %s rejected, version %s stays in force: %s", f->name, old, error);
+        file_set_error(f, error);
+        return 0;
+    }
+    rules_src_t *s = malloc(sizeof *s + len + 1);
+    if (!s) {
+        file_set_error(f, "out of memory");
+        return 0;
+    }
+    atomic_init(&s->refs, 1);
+    s->len = len;
+    memcpy(s->bytes, buf, len + 1);
+    for (int i = 0; i < 6; i++) snprintf(s->version + 2 * i, 3, "%02x", md[i]);
+    log_info("rules: %s version %s in force (was %s)", f->name, s->version, old);
+    src_unref(f->src);
+    f->src = s;
+    f->loaded_at = clock_now_ms();
+    file_set_error(f, NULL);
+    return 1;
+}
+
+/* Reload one file; returns 1 when its version changed. */
+static int reload_file(rules_t *r, const char *name)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    unsigned char md[32] = {0};
+    const char *fns[RULES_MAX_REQ];
+    char fnbuf[RULES_MAX_REQ][RULES_NAME_MAX];
+    int nfns = 0, changed = 0;
+    int rc = read_file(r->dir, name, &buf, &len);
+    if (rc > 0) return 0; /* vanished: the next scan drops it */
+    if (rc == 0) sha256(buf, len, md);
+
+    pthread_mutex_lock(&r->mu);
+    rules_file_t *f = file_get(r, name, true);
+    bool same = f && rc == 0 && f->tried_set && memcmp(f->tried, md, sizeof md) == 0;
+    for (int i = 0; f && i < r->nreq; i++) {
+        if (strcmp(r->req[i].file, name) != 0) continue;
+        memcpy(fnbuf[nfns], r->req[i].fn, RULES_NAME_MAX);
+        fns[nfns] = fnbuf[nfns];
+        nfns++;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!f || same) goto out;
+
+    if (rc == 0) rc = rules__verify(name, buf, len, fns, nfns);
+    const char *error = rc == 0 ? NULL : diag_last()->message;
+    pthread_mutex_lock(&r->mu);
+    f = file_get(r, name, false); /* only reloads add or drop entries: still there */
+    if (f) {
+        f->tried_set = buf != NULL;
+        if (buf) memcpy(f->tried, md, sizeof md);
+        changed = file_settle(f, buf, len, md, error);
+    }
+    pthread_mutex_unlock(&r->mu);
+out:
+    free(buf);
+    return changed;
+}
+
+/* Drop the entries whose file is gone; returns how many had a version. */
+static int drop_deleted(rules_t *r, rules_names_t names, int n)
+{
+    int changed = 0;
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->nfiles;) {
+        rules_file_t *f = &r->files[i];
+        if (bsearch(f->name, names, (size_t)n, RULES_NAME_MAX, cmp_names)) {
+            i++;
+            continue;
+        }
+        log_info("rules: %s removed (version %s)", f->name, f->src ? f->src->version : "none");
+        changed += f->src != NULL;
+        src_unref(f->src);
+        free(f->error);
+        memmove(f, f + 1, (size_t)(r->nfiles - i - 1) * sizeof *f);
+        r->nfiles--;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return changed;
+}
+
+int rules_reload(rules_t *r)
+{
+    rules_names_t *names = malloc(sizeof *names);
+    int n = 0, changed = 0;
+    if (!names) return diag_set(DIAG_INTERNAL, "rules: out of memory");
+    pthread_mutex_lock(&r->reload_mu);
+    if (scan_dir(r->dir, *names, &n) != 0) {
+        changed = -1;
+        goto out;
+    }
+    for (int i = 0; i < n; i++) changed += reload_file(r, (*names)[i]);
+    changed += drop_deleted(r, *names, n);
+    if (changed) {
+        pthread_mutex_lock(&r->mu);
+        atomic_fetch_add(&r->gen, 1);
+        pthread_mutex_unlock(&r->mu);
+    }
+out:
+    pthread_mutex_unlock(&r->reload_mu);
+    free(names);
+    return changed;
+}
+
+uint64_t rules_generation(const rules_t *r) { return atomic_load(&((rules_t *)r)->gen); }
+
+/* --- per-thread states --------------------------------------------------- */
+
+static void tls_release(rules_tls_t *t)
+{
+    rules__vm_close(&t->vm);
+    for (int i = 0; i < t->n; i++) {
+        src_unref(t->srcs[i]);
+        free(t->errs[i]);
+        t->srcs[i] = NULL;
+        t->errs[i] = NULL;
+    }
+    t->n = 0;
+}
+
+/* Key destructor: the thread exits. */
+static void tls_destroy(void *p)
+{
+    rules_tls_t *t = p;
+    rules_t *r = t->r;
+    pthread_mutex_lock(&r->states_mu);
+    if (t->prev) t->prev->next = t->next;
+    else r->states = t->next;
+    if (t->next) t->next->prev = t->prev;
+    pthread_mutex_unlock(&r->states_mu);
+    tls_release(t);
+    free(t);
+}
+
+static rules_tls_t *tls_get(rules_t *r)
+{
+    rules_tls_t *t = pthread_getspecific(r->key);
+    if (t) return t;
+    t = calloc(1, sizeof *t);
+    if (!t) {
+        diag_set(DIAG_INTERNAL, "rules: out of memory");
+        return NULL;
+    }
+    t->r = r;
+    t->index = atomic_fetch_add(&r->nthreads, 1);
+    pthread_mutex_lock(&r->states_mu);
+    t->next = r->states;
+    if (t->next) t->next->prev = t;
+    r->states = t;
+    pthread_mutex_unlock(&r->states_mu);
+    pthread_setspecific(r->key, t);
+    return t;
+}
+
+/* (Re)build the thread's state from the library as it is now. */
+static int tls_build(rules_tls_t *t)
+{
+    rules_t *r = t->r;
+    tls_release(t);
+    pthread_mutex_lock(&r->mu);
+    t->gen = atomic_load(&r->gen);
+    for (int i = 0; i < r->nfiles; i++) {
+        if (!r->files[i].src) continue;
+        memcpy(t->names[t->n], r->files[i].name, RULES_NAME_MAX);
+        t->srcs[t->n++] = src_ref(r->files[i].src);
+    }
+    pthread_mutex_unlock(&r->mu);
+    uint64_t stream = ((uint64_t)t->index << 32) | t->builds++;
+    if (rules__vm_open(&t->vm, r->seed, stream) != 0) {
+        tls_release(t);
+        return -1;
+    }
+    for (int i = 0; i < t->n; i++) {
+        if (rules__vm_load(&t->vm, t->names[i], t->srcs[i]->bytes, t->srcs[i]->len) == 0)
+            continue;
+        t->errs[i] = strdup(diag_last()->message);
+        log_error("rules: %s version %s failed to load in a thread: %s", t->names[i],
+                  t->srcs[i]->version, diag_last()->message);
+    }
+    return 0;
+}
+
+int rules_call(rules_t *r, const char *file, const char *fn, const cJSON *args, cJSON **result,
+               char version[RULES_VERSION_LEN])
+{
+    *result = NULL;
+    if (args && !cJSON_IsArray(args))
+        return diag_set(DIAG_INTERNAL, "rules: arguments of %s %s() must be a JSON array", file, fn);
+    rules_tls_t *t = tls_get(r);
+    if (!t) return -1;
+    if (!t->vm.L || t->gen != atomic_load(&r->gen))
+        if (tls_build(t) != 0) return -1;
+    int i = 0;
+    while (i < t->n && strcmp(t->names[i], file) != 0) i++;
+    if (i == t->n) return diag_set(DIAG_UNAVAILABLE, "rules: %s is not loaded", file);
+    if (t->errs[i]) return diag_set(DIAG_UNAVAILABLE, "%s", t->errs[i]);
+    if (rules__vm_call(&t->vm, file, fn, args, result) != 0) return -1;
+    if (version) memcpy(version, t->srcs[i]->version, RULES_VERSION_LEN);
+    return 0;
+}
+
+/* --- open, close, require, status, check ---------------------------------- */
+
+int rules_open(rules_t **out, const char *dir, uint64_t seed)
+{
+    *out = NULL;
+    rules_t *r = calloc(1, sizeof *r);
+    if (!r) return diag_set(DIAG_INTERNAL, "rules: out of memory");
+    if (strlen(dir) >= sizeof r->dir || pthread_key_create(&r->key, tls_destroy) != 0) {
+        free(r);
+        return diag_set(DIAG_INTERNAL, "rules: bad directory or no thread key");
+    }
+    snprintf(r->dir, sizeof r->dir, "%s", dir);
+    r->seed = seed;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->reload_mu, NULL);
+    pthread_mutex_init(&r->states_mu, NULL);
+    atomic_init(&r->gen, 1);
+    if (rules_reload(r) < 0) {
+        rules_close(r);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
+
+void rules_close(rules_t *r)
+{
+    if (!r) return;
+    rules_watch_stop(r);
+    pthread_key_delete(r->key);
+    pthread_mutex_lock(&r->states_mu);
+    while (r->states) {
+        rules_tls_t *t = r->states;
+        r->states = t->next;
+        tls_release(t);
+        free(t);
+    }
+    pthread_mutex_unlock(&r->states_mu);
+    for (int i = 0; i < r->nfiles; i++) {
+        src_unref(r->files[i].src);
+        free(r->files[i].error);
+    }
+    pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->reload_mu);
+    pthread_mutex_destroy(&r->states_mu);
+    free(r);
+}
+
+int rules_require(rules_t *r, const char *file, const char *fn)
+{
+    if (!name_ok(file) || !*fn || strlen(fn) >= RULES_NAME_MAX)
+        return diag_set(DIAG_INTERNAL, "rules: bad requirement %s %s()", file, fn);
+    pthread_mutex_lock(&r->mu);
+    int i = 0;
+    while (i < r->nreq && (strcmp(r->req[i].file, file) != 0 || strcmp(r->req[i].fn, fn) != 0)) i++;
+    if (i == r->nreq && r->nreq < RULES_MAX_REQ) {
+        snprintf(r->req[i].file, RULES_NAME_MAX, "%s", file);
+        snprintf(r->req[i].fn, RULES_NAME_MAX, "%s", fn);
+        r->nreq++;
+    }
+    bool full = i == RULES_MAX_REQ;
+    rules_file_t *f = file_get(r, file, false);
+    rules_src_t *s = f ? src_ref(f->src) : NULL;
+    pthread_mutex_unlock(&r->mu);
+    if (full) return diag_set(DIAG_INTERNAL, "rules: more than %d requirements", RULES_MAX_REQ);
+    if (!s) return diag_set(DIAG_UNAVAILABLE, "rules: %s has no version in force", file);
+    const char *fns[1] = {fn};
+    int rc = rules__verify(file, s->bytes, s->len, fns, 1);
+    src_unref(s);
+    return rc;
+}
+
+cJSON *rules_status(rules_t *r)
+{
+    cJSON *root = cJSON_CreateObject(), *items = cJSON_AddArrayToObject(root, "items");
+    if (!items) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    pthread_mutex_lock(&r->mu);
+    for (int i = 0; i < r->nfiles; i++) {
+        const rules_file_t *f = &r->files[i];
+        cJSON *it = cJSON_CreateObject();
+        char at[CLOCK_RFC3339_LEN];
+        if (!cJSON_AddItemToArray(items, it)) {
+            cJSON_Delete(it);
+            continue;
+        }
+        cJSON_AddStringToObject(it, "file", f->name);
+        if (f->src) {
+            clock_rfc3339(f->loaded_at, at);
+            cJSON_AddStringToObject(it, "version", f->src->version);
+            cJSON_AddStringToObject(it, "loaded_at", at);
+        } else {
+            cJSON_AddNullToObject(it, "version");
+            cJSON_AddNullToObject(it, "loaded_at");
+        }
+        if (f->error) cJSON_AddStringToObject(it, "error", f->error);
+        else cJSON_AddNullToObject(it, "error");
+    }
+    pthread_mutex_unlock(&r->mu);
+    return root;
+}
+
+int rules_check_dir(const char *dir, void *err_file)
+{
+    FILE *err = err_file;
+    rules_names_t *names = malloc(sizeof *names);
+    int n = 0, failed = 0;
+    if (!names || scan_dir(dir, *names, &n) != 0) {
+        fprintf(err, "%s\n", names ? diag_last()->message : "rules: out of memory");
+        free(names);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        char *buf = NULL;
+        size_t len = 0;
+        int rc = read_file(dir, (*names)[i], &buf, &len);
+        if (rc > 0) continue;
+        if (rc != 0 ||
+            rules__verify((*names)[i], buf, len, NULL, 0) != 0) {
+            fprintf(err, "%s\n", diag_last()->message);
+            failed++;
+        }
+        free(buf);
+    }
+    free(names);
+    return failed ? -1 : 0;
+}
+
+const char *rules__dir(const rules_t *r) { return r->dir; }
+rules_watch_t **rules__watch_slot(rules_t *r) { return &r->watch; }
