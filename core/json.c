@@ -45,7 +45,7 @@ int json_get_int64(const cJSON *obj, const char *key, bool required, int64_t *ou
     const cJSON *it = member(obj, key);
     if (!it || cJSON_IsNull(it)) return absent(it, key, required);
     if (!json_is_int(it, out))
-        return diag_set(DIAG_VALIDATION, "field '%s' must be an integer within +-2^53", key);
+        return diag_set(DIAG_VALIDATION, "field '%s' must be a whole number of at most 15 digits", key);
     return 0;
 }
 
@@ -70,7 +70,7 @@ int json_get_object(const cJSON *obj, const char *key, bool required, const cJSO
 int json_add_int64(cJSON *obj, const char *key, int64_t v)
 {
     if (v > JSON_INT_MAX || v < -JSON_INT_MAX)
-        return diag_set(DIAG_INTERNAL, "integer %lld of '%s' is beyond +-2^53", (long long)v, key);
+        return diag_set(DIAG_INTERNAL, "integer %lld of '%s' has more than 15 digits", (long long)v, key);
     if (!cJSON_AddNumberToObject(obj, key, (double)v))
         return diag_set(DIAG_INTERNAL, "out of memory");
     return 0;

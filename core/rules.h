@@ -54,7 +54,7 @@ uint64_t rules_generation(const rules_t *r);
  * (a JSON array; NULL for none) as arguments, converted to Lua values
  * (objects -> tables, arrays -> sequences, integral numbers -> integers).
  * The first result is converted back into *result (tables with keys 1..n ->
- * arrays, other tables -> objects; integers stay exact within +-2^53, else
+ * arrays, other tables -> objects; integers stay exact within +-JSON_INT_MAX (15 digits), else
  * an error). `version` (may be NULL) receives the version that ran.
  * -1 with a diag ("pricing.lua:12: attempt to ..." with traceback in the
  * log) on any error, budget exhaustion included.

@@ -2,12 +2,12 @@
  * rules_json: cJSON <-> Lua values for rule calls.
  *
  * JSON -> Lua (arguments): objects -> tables, arrays -> sequences, numbers
- * integral within +-2^53 -> integers (else floats), strings, booleans. null
+ * integral within +-JSON_INT_MAX (15 digits) -> integers (else floats), strings, booleans. null
  * -> nil, except inside an array, where it becomes the light userdata
  * `null` (NULL) so positions keep; a null object member is simply absent.
  *
  * Lua -> JSON (the first result): nil and `null` -> null; integers -> numbers
- * (an error beyond +-2^53); floats -> numbers (an error on nan/inf);
+ * (an error beyond +-JSON_INT_MAX (15 digits)); floats -> numbers (an error on nan/inf);
  * strings as they are (an error on an embedded NUL, which cJSON cannot
  * hold); booleans; a table whose keys are exactly 1..n (n > 0) -> array; an
  * empty table -> {} (an empty object: Lua cannot tell [] from {}); a table
@@ -154,7 +154,7 @@ static int from_lua(lua_State *L, int idx, const char *in, int depth, cJSON **ou
         if (lua_isinteger(L, idx)) {
             lua_Integer i = lua_tointeger(L, idx);
             if (i > JSON_INT_MAX || i < -JSON_INT_MAX)
-                return diag_set(DIAG_INTERNAL, "%s: integer %lld is beyond +-2^53", in, (long long)i);
+                return diag_set(DIAG_INTERNAL, "%s: integer %lld has more than 15 digits (not exact in JSON)", in, (long long)i);
             *out = cJSON_CreateNumber((double)i);
         } else {
             lua_Number d = lua_tonumber(L, idx);

@@ -220,7 +220,7 @@ static int v_type(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON 
         describe(doc, num, sizeof(num));
         double d = doc->valuedouble;
         if (isfinite(d) && d == floor(d))
-            return spath_fail(p, "%s is outside the integer range +-2^53", num);
+            return spath_fail(p, "%s is outside the exact integer range (at most 15 digits)", num);
         return spath_fail(p, "%s is not an integer", num);
     }
     return spath_fail(p, "expected type %s, got %s", want, type_name(doc));

@@ -71,9 +71,11 @@ static void test_type(void)
     BAD("{\"type\":\"string\"}", "1", "$: expected type string, got integer");
     OK("{\"type\":\"integer\"}", "2");
     OK("{\"type\":\"integer\"}", "2.0"); /* integral double: an integer */
-    OK("{\"type\":\"integer\"}", "-9007199254740992");
+    OK("{\"type\":\"integer\"}", "-999999999999999");
+    BAD("{\"type\":\"integer\"}", "1000000000000000",
+        "$: 1e+15 is outside the exact integer range (at most 15 digits)");
     BAD("{\"type\":\"integer\"}", "2.5", "$: 2.5 is not an integer");
-    BAD("{\"type\":\"integer\"}", "1e300", "$: 1e+300 is outside the integer range +-2^53");
+    BAD("{\"type\":\"integer\"}", "1e300", "$: 1e+300 is outside the exact integer range (at most 15 digits)");
     BAD("{\"type\":\"integer\"}", "\"2\"", "$: expected type integer, got string");
     OK("{\"type\":\"number\"}", "2.5");
     OK("{\"type\":\"number\"}", "2");
