@@ -40,6 +40,8 @@ typedef struct bus_relay {
     int nrows;
     int hint;                  /* where on_ack starts looking: acks come in order */
     int ack_errors;            /* negative acks in this batch */
+    bool published_once;       /* js has a pending-ack map (nats.c 3.4.1 makes it on the
+                                  first async publish; asking for pending before crashes) */
     metrics_counter_t *published; /* ates_bus_published_total{service} */
     struct bus_relay *next;    /* in g_relays */
 } bus_relay_t;
@@ -132,6 +134,7 @@ static int load_batch(bus_relay_t *r, db_conn_t *c, natsMsg **msgs)
 static void publish_batch(bus_relay_t *r, natsMsg **msgs, int n)
 {
     for (int i = 0; i < n; i++) {
+        r->published_once = true;
         natsStatus s = js_PublishMsgAsync(r->js, &msgs[i], NULL);
         if (s != NATS_OK) {
             bus_nats_error(DIAG_UNAVAILABLE, s, "publish");
@@ -227,12 +230,15 @@ static void *relay_main(void *arg)
     }
     if (!c) log_diag(LOG_ERROR, "outbox relay: no database connection");
     /* Drop what is still pending; wait for ack callbacks in flight. */
-    natsMsgList pending = {0};
-    if (js_PublishAsyncGetPendingList(&pending, r->js) == NATS_OK) natsMsgList_Destroy(&pending);
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = BUS_JS_WAIT_MS;
-    js_PublishAsyncComplete(r->js, &po);
+    if (r->published_once) {
+        natsMsgList pending = {0};
+        if (js_PublishAsyncGetPendingList(&pending, r->js) == NATS_OK)
+            natsMsgList_Destroy(&pending);
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = BUS_JS_WAIT_MS;
+        js_PublishAsyncComplete(r->js, &po);
+    }
     if (bus_connected(r->w.bus)) natsConnection_FlushTimeout(r->w.bus->nc, BUS_JS_WAIT_MS);
     return NULL;
 }
