@@ -11,6 +11,7 @@ tmp=$(mktemp -d /tmp/ates-bench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 up() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
@@ -22,6 +23,13 @@ echo "== raw ceilings"
 "$build/bench/bench_jetstream" "nats://127.0.0.1:$np" 200000
 mkdir -p "$tmp/sqlite"
 "$build/bench/bench_sqlite" "$tmp/sqlite" 3
+rate() { wrk -t2 -c64 -d"${secs}s" "$@" 2>/dev/null | awk '/Requests\/sec/ {print $2}'; }
+mp=$(port)
+"$build/bench/bench_mhd" "$mp" $((secs + 10)) & mhd_pid=$!; pids+=($mhd_pid)
+up "$mp" || { echo "bench_mhd did not start" >&2; exit 1; }
+raw_http=$(rate "http://127.0.0.1:$mp/")
+echo "http_raw_mhd ${raw_http} req/s (bare libmicrohttpd, same flags, wrk -t2 -c64)"
+kill "$mhd_pid" 2>/dev/null
 
 echo "== ates"
 hp=$(port)
@@ -31,9 +39,9 @@ ATES_HTTP_ADDR="127.0.0.1:$hp" ATES_NATS_URL="nats://127.0.0.1:$np" ATES_DATA_DI
   ATES_ADMIN_PASSWORD=bench-password ATES_LOG=warn \
   "$build/ates" serve >"$tmp/ates.log" 2>&1 & pids+=($!)
 up "$hp" || { echo "ates did not start:" >&2; cat "$tmp/ates.log" >&2; exit 1; }
-rate() { wrk -t2 -c64 -d"${secs}s" "$@" 2>/dev/null | awk '/Requests\/sec/ {print $2}'; }
 health=$(rate "http://127.0.0.1:$hp/health")
-echo "http_health ${health} req/s (wrk -t2 -c64, keep-alive)"
+echo "http_health ${health} req/s (wrk -t2 -c64, keep-alive; $(ratio "$health" "$raw_http") of raw)"
 for extra in tools/bench.d/*.sh; do
-  [ -f "$extra" ] && . "$extra"
+  if [ -f "$extra" ]; then . "$extra"; fi
 done
+exit 0
