@@ -345,7 +345,7 @@ static void *consumer_main(void *arg)
             cs->sub = NULL;
             errors = 0;
         } else if (s != NATS_TIMEOUT) {
-            bus_worker_sleep(&cs->w, BUS_BACKOFF_MIN_MS * errors, false);
+            bus_worker_sleep(&cs->w, (int64_t)BUS_BACKOFF_MIN_MS * errors, false);
         }
         natsMsgList_Destroy(&list);
     }

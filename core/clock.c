@@ -182,8 +182,8 @@ int clock_parse_rfc3339(const char *text, int64_t *ms)
     }
     if (*p || !valid_date(y, mo, d) || h > 23 || mi > 59 || s > 60)
         return diag_set(DIAG_VALIDATION, "'%s' is not an RFC 3339 time", text);
-    int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + s -
-                   offset_min * 60;
+    int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + (int64_t)h * 3600 +
+                   (int64_t)mi * 60 + s - (int64_t)offset_min * 60;
     *ms = secs * 1000 + frac;
     return 0;
 }
@@ -193,8 +193,12 @@ static int parse_day(const char *day, int64_t *daynum)
     const char *p = day;
     int y, m, d;
     if (!p || !digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &m) || *p++ != '-' ||
-        !digits(&p, 2, &d) || *p || !valid_date(y, m, d))
-        return diag_set(DIAG_VALIDATION, "'%s' is not a day (YYYY-MM-DD)", day ? day : "");
+        !digits(&p, 2, &d) || *p || !valid_date(y, m, d)) {
+        /* not `return diag_set(...)`: the analyzer cannot see that it is -1
+         * and would take *daynum as possibly unset on success */
+        diag_set(DIAG_VALIDATION, "'%s' is not a day (YYYY-MM-DD)", day ? day : "");
+        return -1;
+    }
     *daynum = days_from_civil(y, (unsigned)m, (unsigned)d);
     return 0;
 }
@@ -218,8 +222,8 @@ static int64_t wall_of(time_t t)
 {
     struct tm tm;
     localtime_r(&t, &tm);
-    return days_from_civil(tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday) * 86400 +
-           tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec;
+    int64_t day = days_from_civil(tm.tm_year + 1900, (unsigned)tm.tm_mon + 1, (unsigned)tm.tm_mday);
+    return day * 86400 + (int64_t)tm.tm_hour * 3600 + (int64_t)tm.tm_min * 60 + tm.tm_sec;
 }
 
 static int64_t offset_at(time_t t) { return wall_of(t) - (int64_t)t; }

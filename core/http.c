@@ -454,7 +454,7 @@ static void req_free(http_req_t *req)
 static void body_append(http_req_t *req, const char *data, size_t n)
 {
     if (req->too_large || req->oom) return;
-    if (n > HTTP_MAX_BODY - req->body_len) {
+    if (n > (size_t)HTTP_MAX_BODY - req->body_len) {
         req->too_large = true;
         free(req->body);
         req->body = NULL;
@@ -465,7 +465,7 @@ static void body_append(http_req_t *req, const char *data, size_t n)
     if (need > req->body_cap) {
         size_t cap = req->body_cap ? req->body_cap * 2 : 1024;
         while (cap < need) cap *= 2;
-        if (cap > HTTP_MAX_BODY) cap = HTTP_MAX_BODY;
+        if (cap > (size_t)HTTP_MAX_BODY) cap = (size_t)HTTP_MAX_BODY;
         char *grown = realloc(req->body, cap);
         if (!grown) {
             req->oom = true;

@@ -159,20 +159,20 @@ static int read_file(const char *dir, const char *name, char **buf, size_t *len)
         diag_set(DIAG_INTERNAL, "%s: not a regular file", name);
         goto out;
     }
-    b = malloc(RULES_MAX_BYTES + 2);
+    b = malloc((size_t)RULES_MAX_BYTES + 2);
     if (!b) {
         diag_set(DIAG_INTERNAL, "%s: out of memory", name);
         goto out;
     }
-    for (ssize_t k; got <= RULES_MAX_BYTES; got += (size_t)k) {
-        k = read(fd, b + got, RULES_MAX_BYTES + 1 - got);
+    for (ssize_t k; got <= (size_t)RULES_MAX_BYTES; got += (size_t)k) {
+        k = read(fd, b + got, (size_t)RULES_MAX_BYTES + 1 - got);
         if (k < 0 && errno == EINTR) k = 0;
         else if (k < 0) {
             diag_set(DIAG_INTERNAL, "%s: read: %s", name, strerror(errno));
             goto out;
         } else if (k == 0) break;
     }
-    if (got > RULES_MAX_BYTES) {
+    if (got > (size_t)RULES_MAX_BYTES) {
         diag_set(DIAG_INTERNAL, "%s: larger than %d bytes", name, RULES_MAX_BYTES);
         goto out;
     }
@@ -234,7 +234,7 @@ static int file_settle(rules_file_t *f, const char *buf, size_t len, const unsig
     atomic_init(&s->refs, 1);
     s->len = len;
     memcpy(s->bytes, buf, len + 1);
-    for (int i = 0; i < 6; i++) snprintf(s->version + 2 * i, 3, "%02x", md[i]);
+    for (size_t i = 0; i < 6; i++) snprintf(s->version + 2 * i, 3, "%02x", md[i]);
     log_info("rules: %s version %s in force (was %s)", f->name, s->version, old);
     src_unref(f->src);
     f->src = s;

@@ -622,7 +622,7 @@ static char *read_text(const char *path)
         diag_set(DIAG_INTERNAL, "%s: not a regular file", path);
         goto out;
     }
-    if (st.st_size > SCHEMA_FILE_MAX) {
+    if (st.st_size > (off_t)SCHEMA_FILE_MAX) {
         diag_set(DIAG_INTERNAL, "%s: larger than %d bytes", path, SCHEMA_FILE_MAX);
         goto out;
     }
