@@ -82,12 +82,18 @@ static void defaults(config_t *c)
     snprintf(c->ops_roles, sizeof(c->ops_roles), "admin");
 }
 
+static bool two_digits(const char *p, int *v)
+{
+    if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9') return false;
+    *v = (p[0] - '0') * 10 + (p[1] - '0');
+    return true;
+}
+
 int config_parse_hhmm(const char *text, int *minutes)
 {
     int h, m;
-    char tail;
-    if (!text || strlen(text) != 5 || sscanf(text, "%2d:%2d%c", &h, &m, &tail) != 2 ||
-        text[2] != ':' || h < 0 || h > 23 || m < 0 || m > 59)
+    if (!text || strlen(text) != 5 || !two_digits(text, &h) || text[2] != ':' ||
+        !two_digits(text + 3, &m) || h > 23 || m > 59)
         return diag_set(DIAG_VALIDATION, "'%s' is not a time of day HH:MM", text ? text : "");
     *minutes = h * 60 + m;
     return 0;

@@ -148,6 +148,17 @@ static void test_parsers(void)
     T_EQ_INT(m, 23 * 60 + 59);
     T_EQ_INT(config_parse_hhmm("12:60", &m), -1);
     T_EQ_INT(config_parse_hhmm("", &m), -1);
+    /* exactly two digits each: no sign, no blank (sscanf's %d took them) */
+    T_EQ_INT(config_parse_hhmm("09:05", &m), 0);
+    T_EQ_INT(m, 9 * 60 + 5);
+    T_EQ_INT(config_parse_hhmm(" 9:05", &m), -1);
+    T_EQ_INT(config_parse_hhmm("+9:05", &m), -1);
+    T_EQ_INT(config_parse_hhmm("-0:30", &m), -1);
+    T_EQ_INT(config_parse_hhmm("12:+5", &m), -1);
+    T_EQ_INT(config_parse_hhmm("12: 5", &m), -1);
+    T_EQ_INT(config_parse_hhmm("12:-0", &m), -1);
+    T_EQ_INT(config_parse_hhmm("1230 ", &m), -1);
+    T_EQ_INT(config_parse_hhmm("24:00", &m), -1);
     T_EQ_INT(config_parse_addr("0.0.0.0:0", host, sizeof(host), &port), 0);
     T_EQ_INT(port, 0);
     T_EQ_INT(config_parse_addr(":80", host, sizeof(host), &port), -1);
