@@ -605,7 +605,9 @@ static bool parse_file_name(const char *file, char name[SCHEMA_NAME_MAX], int *v
         if (!isalnum((unsigned char)file[i]) && file[i] != '_') return false;
     memcpy(name, file, nlen);
     name[nlen] = '\0';
-    *version = atoi(d);
+    int v = 0; /* 1..4 digits, checked above */
+    for (const char *q = d; q < end; q++) v = v * 10 + (*q - '0');
+    *version = v;
     return true;
 }
 

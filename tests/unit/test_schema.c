@@ -455,6 +455,11 @@ static void test_registry_errors(void)
     write_file("Ev.v3.json", "{\"properties\":{\"event_version\":{\"const\":2}}}");
     load_expect(__LINE__, "Ev.v3.json: event_version const is not 3", 0);
     remove_file("Ev.v3.json");
+    write_file("Ev.v1024.json", "{\"properties\":{\"event_version\":{\"const\":2}}}");
+    load_expect(__LINE__, "Ev.v1024.json: event_version const is not 1024", 0);
+    write_file("Ev.v1024.json", "{\"type\":\"object\"}");
+    load_expect(__LINE__, NULL, 1024);
+    remove_file("Ev.v1024.json");
 
     static const char *const bad_names[] = {"Ev.json",     "Ev.v0.json",      "Ev.v01.json",
                                             "Ev.vx.json",  "Ev.v1.JSON.json", ".v1.json",
