@@ -120,7 +120,7 @@ int sched_add(sched_t *s, db_t *db, const sched_job_t *jobs, void *ud)
     for (const sched_job_t *j = jobs; j->name; j++) {
         if (check_job(s, db, j) < 0) return -1;
         if (s->n == s->cap) {
-            int cap = s->cap ? s->cap * 2 : 8;
+            int cap = s->cap > 0 ? s->cap * 2 : 8;
             sched_entry_t *e = realloc(s->entries, (size_t)cap * sizeof(*e));
             if (!e) return diag_set(DIAG_INTERNAL, "out of memory");
             s->entries = e;
