@@ -151,6 +151,8 @@ int http_router_add(http_router_t *r, const http_route_t *route, void *ud, http_
     }
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 16;
+        /* An array of pointers: sizeof(*grown) is a pointer's size on purpose. */
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression) */
         http_rroute_t **grown = realloc(r->routes, cap * sizeof(*grown));
         if (!grown) {
             diag_set(DIAG_INTERNAL, "http: out of memory");
@@ -197,7 +199,10 @@ static void allow_add(char *allow, const char *method)
     size_t len = strlen(allow);
     size_t need = (len ? 2 : 0) + mlen + 1;
     if (len + need > HTTP_ALLOW_LEN) return;
-    if (len) memcpy(allow + len, ", ", 2), len += 2;
+    if (len) {
+        allow[len++] = ',';
+        allow[len++] = ' ';
+    }
     memcpy(allow + len, method, mlen + 1);
 }
 
