@@ -446,8 +446,7 @@ int jwt_sign(const jwt_keys_t *keys, const jwt_claims_t *claims, char *out, size
         diag_set(DIAG_INTERNAL, "token buffer too small (%zu < %zu)", out_len, ilen + 1 + s64);
         goto out;
     }
-    memcpy(out, input, ilen);
-    out[ilen] = '.';
+    snprintf(out, out_len, "%s.", input); /* fits: checked just above */
     b64_encode(sig, sig_len, out + ilen + 1, out_len - ilen - 1);
     rc = 0;
 out:
