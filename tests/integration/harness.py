@@ -20,6 +20,7 @@ import http.client
 SRC = os.environ.get("ATES_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 TESTHOST = os.environ.get("ATES_TESTHOST", os.path.join(SRC, "build", "ates_testhost"))
 ATES_BIN = os.environ.get("ATES_BIN", os.path.join(SRC, "build", "ates"))
+TOOLS = os.environ.get("ATES_TOOLS", os.path.join(SRC, "build", "tools"))
 TMP_ROOT = os.environ.get("ATES_TEST_TMP", tempfile.gettempdir())
 
 _procs = []
