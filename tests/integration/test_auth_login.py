@@ -147,8 +147,8 @@ for email, pw in ((VICTIM, VICTIM_PW), (OTHER, OTHER_PW)):
     t.eq(st, 201, "create %s: %r" % (email, body))
 st, body, hd = login(VICTIM, VICTIM_PW)
 t.eq(st, 200, "victim logs in before the attack: %r" % body)
-for i in range(5):
-    st, body, hd = login(VICTIM, "guess-%d" % i)
+for i in range(5):  # the case of the email does not make it another email
+    st, body, hd = login(VICTIM if i % 2 == 0 else VICTIM.upper(), "guess-%d" % i)
     t.eq(st, 401, "failed login %d of 5" % (i + 1))
 st, body, hd = login(VICTIM, VICTIM_PW)
 t.eq(st, 429, "the right password after 5 failures: %r" % body)
