@@ -31,7 +31,7 @@ const config_t *config_get(void) { return &g_config; }
 void config_set_global(const config_t *cfg) { g_config = *cfg; }
 
 /* One setting: its Lua key, its environment variable, and where it goes. */
-typedef enum { K_STR, K_PATH, K_INT, K_HHMM, K_ADDR, K_LEVEL, K_SEED, K_SMTP, K_ROLES } kind_t;
+typedef enum { K_STR, K_PATH, K_INT, K_HHMM, K_ADDR, K_LEVEL, K_SEED, K_SMTP, K_ROLES, K_URL } kind_t;
 typedef struct setting {
     const char *key;
     const char *env;
@@ -59,6 +59,7 @@ static const setting_t settings[] = {
     S("smtp_url", "ATES_SMTP_URL", K_SMTP, smtp_url),
     S("log", "ATES_LOG", K_LEVEL, log_level),
     S("ops_roles", "ATES_OPS_ROLES", K_ROLES, ops_roles),
+    S("jwks_url", "ATES_JWKS_URL", K_URL, jwks_url),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -138,12 +139,16 @@ static int apply(config_t *c, const setting_t *s, const char *text, const char *
     case K_PATH:
     case K_SMTP:
     case K_ROLES:
+    case K_URL:
         if (strlen(text) >= s->size)
             return diag_set(DIAG_VALIDATION, "%s: value longer than %zu bytes", origin, s->size - 1);
         if (s->kind == K_PATH && !*text)
             return diag_set(DIAG_VALIDATION, "%s: empty path", origin);
         if (s->kind == K_SMTP && *text && strncmp(text, "smtp://", 7) != 0)
             return diag_set(DIAG_VALIDATION, "%s: '%s' is not smtp://host:port", origin, text);
+        if (s->kind == K_URL && *text && strncmp(text, "http://", 7) != 0 &&
+            strncmp(text, "https://", 8) != 0)
+            return diag_set(DIAG_VALIDATION, "%s: '%s' is not an http(s) URL", origin, text);
         if (s->kind == K_ROLES && !roles_valid(text))
             return diag_set(DIAG_VALIDATION, "%s: '%s' is not a comma-separated role list", origin,
                             text);

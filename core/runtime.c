@@ -15,9 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "clock.h"
 #include "diag.h"
+#include "fetch.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -160,6 +162,29 @@ static const http_route_t ops_routes[] = {
 
 /* --- start and stop ----------------------------------------------------- */
 
+#define JWKS_WAIT_MS 60000 /* how long start waits for the JWKS of ATES_JWKS_URL */
+
+/* Trust the keys auth publishes at cfg.jwks_url too (services in another
+ * process with another data dir). Auth may be starting at the same time:
+ * retry until it answers. Runs before the HTTP server verifies anything. */
+static int add_remote_keys(runtime_t *rt)
+{
+    int64_t deadline = clock_monotonic_ms() + JWKS_WAIT_MS;
+    for (;;) {
+        cJSON *jwks = NULL;
+        if (fetch_json(rt->cfg.jwks_url, 5000, &jwks) == 0) {
+            int rc = jwt_keys_add_jwks(rt->keys, jwks);
+            cJSON_Delete(jwks);
+            if (rc == 0) log_info("trusting the token keys of %s", rt->cfg.jwks_url);
+            return rc;
+        }
+        if (clock_monotonic_ms() > deadline) return -1;
+        log_warn("waiting for %s: %s", rt->cfg.jwks_url, diag_last()->message);
+        struct timespec pause = {0, 500 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+}
+
 static int open_shared(runtime_t *rt)
 {
     char path[PATH_MAX];
@@ -167,6 +192,7 @@ static int open_shared(runtime_t *rt)
     if (snprintf(path, sizeof(path), "%s/keys", rt->cfg.data_dir) >= (int)sizeof(path))
         return diag_set(DIAG_VALIDATION, "data dir path too long");
     if (jwt_keys_open(&rt->keys, path, 1) < 0) return -1;
+    if (rt->cfg.jwks_url[0] && add_remote_keys(rt) < 0) return -1;
     if (schema_registry_load(&rt->schemas, rt->cfg.schemas_dir) < 0) return -1;
     if (runtime_mkdirs(rt->cfg.rules_dir, 0755) < 0) return -1;
     if (rules_open(&rt->rules, rt->cfg.rules_dir, rt->cfg.seed) < 0) return -1;

@@ -4,11 +4,13 @@
  */
 #include "core/plugin.h"
 
+extern const plugin_t auth_plugin;
 #ifdef ATES_TEST_PLUGIN
 extern const plugin_t probe_plugin;
 #endif
 
 const plugin_t *const ates_plugins[] = {
+    &auth_plugin,
 #ifdef ATES_TEST_PLUGIN
     &probe_plugin,
 #endif

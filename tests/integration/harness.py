@@ -20,6 +20,7 @@ import http.client
 SRC = os.environ.get("ATES_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 TESTHOST = os.environ.get("ATES_TESTHOST", os.path.join(SRC, "build", "ates_testhost"))
 ATES_BIN = os.environ.get("ATES_BIN", os.path.join(SRC, "build", "ates"))
+TOOLS = os.environ.get("ATES_TOOLS", os.path.join(SRC, "build", "tools"))
 TMP_ROOT = os.environ.get("ATES_TEST_TMP", tempfile.gettempdir())
 
 _procs = []
@@ -331,3 +332,37 @@ def write_file(path, text):
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+# --- auth helpers -------------------------------------------------------------
+
+def is_error(body, code):
+    """The CONTRACT error body: exactly {"error": {"code", "message"}}."""
+    return isinstance(body, dict) and set(body) == {"error"} and isinstance(body["error"], dict) \
+        and body["error"].get("code") == code \
+        and isinstance(body["error"].get("message"), str) and body["error"]["message"] != ""
+
+
+def bearer(token):
+    return {"Authorization": "Bearer " + token}
+
+
+def tool_jwt(keydir, sub, role, iat, exp):
+    """A token signed by tests/integration/tool_jwt.c with the key in keydir."""
+    p = subprocess.run([os.path.join(TOOLS, "tool_jwt"), "sign", keydir, sub, role, str(iat), str(exp)],
+                       capture_output=True, text=True, timeout=20)
+    if p.returncode != 0:
+        raise AssertionError("tool_jwt failed: %s" % p.stderr)
+    return p.stdout.strip()
+
+
+def parse_set_cookie(value):
+    """'n=v; Path=/; HttpOnly' -> ('n', 'v', {'path': '/', 'httponly': True})."""
+    parts = [p.strip() for p in (value or "").split(";")]
+    name, _, val = parts[0].partition("=")
+    attrs = {}
+    for p in parts[1:]:
+        if p:
+            k, eq, v = p.partition("=")
+            attrs[k.strip().lower()] = v.strip() if eq else True
+    return name.strip(), val.strip(), attrs

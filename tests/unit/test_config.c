@@ -27,7 +27,7 @@ static void clear_env(void)
                                        "ATES_RULES_DIR", "ATES_WEB_DIR", "ATES_SCHEMAS_DIR",
                                        "ATES_ADMIN_EMAIL", "ATES_ADMIN_PASSWORD", "ATES_ACCESS_TTL",
                                        "ATES_TZ", "ATES_DAY_CLOSE", "ATES_SEED", "ATES_SMTP_URL",
-                                       "ATES_LOG", "ATES_OPS_ROLES"};
+                                       "ATES_LOG", "ATES_OPS_ROLES", "ATES_JWKS_URL"};
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) unsetenv(vars[i]);
 }
 
@@ -112,6 +112,7 @@ static void test_bad_values(void)
     expect_bad("ATES_SEED", "-1", "ATES_SEED");
     expect_bad("ATES_SMTP_URL", "http://x", "ATES_SMTP_URL");
     expect_bad("ATES_OPS_ROLES", "Admin;drop", "ATES_OPS_ROLES");
+    expect_bad("ATES_JWKS_URL", "file:///etc/passwd", "ATES_JWKS_URL");
 }
 
 static void test_bad_files(void)
