@@ -21,7 +21,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     body_t *b = userdata;
     size_t n = size * nmemb;
-    if (b->len + n > FETCH_MAX_BODY) {
+    if (n > (size_t)FETCH_MAX_BODY - b->len) { /* b->len <= FETCH_MAX_BODY */
         b->too_large = true;
         return 0; /* abort the transfer */
     }

@@ -180,7 +180,7 @@ static int add_remote_keys(runtime_t *rt)
         }
         if (clock_monotonic_ms() > deadline) return -1;
         log_warn("waiting for %s: %s", rt->cfg.jwks_url, diag_last()->message);
-        struct timespec pause = {0, 500 * 1000 * 1000};
+        struct timespec pause = {0, 500L * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
 }

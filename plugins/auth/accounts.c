@@ -45,7 +45,7 @@ int auth_check_email(const char *email)
 int auth_check_name(const char *name)
 {
     size_t n = utf8_len(name);
-    if (n < 1 || n > AUTH_NAME_MAX || strlen(name) > AUTH_NAME_MAX * 4)
+    if (n < 1 || n > AUTH_NAME_MAX || strlen(name) > (size_t)AUTH_NAME_MAX * 4)
         return diag_set(DIAG_VALIDATION, "name must have 1..%d characters", AUTH_NAME_MAX);
     for (const char *p = name; *p; p++)
         if ((unsigned char)*p < ' ')
@@ -107,6 +107,8 @@ static cJSON *event_data(const auth_account_t *a)
 
 static void read_row(sqlite3_stmt *st, auth_account_t *a)
 {
+    /* Written whole first: cppcheck (ctuuninitvar) takes snprintf(a->id, ...) for a read. */
+    *a = (auth_account_t){0};
     snprintf(a->id, sizeof(a->id), "%s", db_col_text(st, 0));
     snprintf(a->email, sizeof(a->email), "%s", db_col_text(st, 1));
     snprintf(a->name, sizeof(a->name), "%s", db_col_text(st, 2));
@@ -120,11 +122,10 @@ int auth_account_get(db_conn_t *c, const char *id, auth_account_t *out)
     sqlite3_stmt *st = db_stmt(c, "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ?1");
     if (!st || db_bind_text(st, 1, id) < 0) return -1;
     int rc = db_step(c, st);
-    if (rc == 1) {
-        read_row(st, out);
-        sqlite3_reset(st);
-    }
-    return rc;
+    if (rc <= 0) return rc < 0 ? -1 : 0;
+    read_row(st, out);
+    sqlite3_reset(st);
+    return 1;
 }
 
 int auth_account_create(db_t *db, const char *email, const char *name, const char *role,
@@ -278,7 +279,11 @@ static int apply_patch(db_conn_t *tx, const char *id, const patch_t *p, auth_acc
                        bool *changed)
 {
     int rc = auth_account_get(tx, id, a);
-    if (rc <= 0) return rc < 0 ? -1 : diag_set(DIAG_NOT_FOUND, "no account %s", id);
+    if (rc < 0) return -1;
+    if (rc == 0) {
+        diag_set(DIAG_NOT_FOUND, "no account %s", id);
+        return -1; /* not `return diag_set()`: the analyzer would take *a as unset on success */
+    }
     auth_account_t before = *a;
     if (p->name) snprintf(a->name, sizeof(a->name), "%s", p->name);
     if (p->role) snprintf(a->role, sizeof(a->role), "%s", p->role);

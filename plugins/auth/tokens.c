@@ -19,7 +19,7 @@
 #include "core/log.h"
 
 #define AUTH_THROTTLE_FAILS 5
-#define AUTH_THROTTLE_WINDOW_MS (15 * 60 * 1000LL)
+#define AUTH_THROTTLE_WINDOW_MS (15LL * 60 * 1000)
 #define AUTH_REFRESH_TTL_MS (30LL * 24 * 3600 * 1000)
 #define AUTH_REFRESH_BYTES 32
 #define AUTH_TOKEN_TEXT 64   /* base64url of 32 bytes is 43 chars */
@@ -145,17 +145,16 @@ static int find_login(db_conn_t *c, const char *email, auth_account_t *a,
                                   "FROM accounts WHERE email = ?1");
     if (!st || db_bind_text(st, 1, email) < 0) return -1;
     int rc = db_step(c, st);
-    if (rc == 1) {
-        snprintf(a->id, sizeof(a->id), "%s", db_col_text(st, 0));
-        snprintf(a->email, sizeof(a->email), "%s", db_col_text(st, 1));
-        snprintf(a->name, sizeof(a->name), "%s", db_col_text(st, 2));
-        snprintf(a->role, sizeof(a->role), "%s", db_col_text(st, 3));
-        a->active = sqlite3_column_int(st, 4) != 0;
-        a->created_at = sqlite3_column_int64(st, 5);
-        snprintf(hash, crypto_pwhash_STRBYTES, "%s", db_col_text(st, 6));
-        sqlite3_reset(st);
-    }
-    return rc;
+    if (rc <= 0) return rc < 0 ? -1 : 0;
+    snprintf(a->id, sizeof(a->id), "%s", db_col_text(st, 0));
+    snprintf(a->email, sizeof(a->email), "%s", db_col_text(st, 1));
+    snprintf(a->name, sizeof(a->name), "%s", db_col_text(st, 2));
+    snprintf(a->role, sizeof(a->role), "%s", db_col_text(st, 3));
+    a->active = sqlite3_column_int(st, 4) != 0;
+    a->created_at = sqlite3_column_int64(st, 5);
+    snprintf(hash, crypto_pwhash_STRBYTES, "%s", db_col_text(st, 6));
+    sqlite3_reset(st);
+    return 1;
 }
 
 static int login_succeeded(db_conn_t *tx, const auth_account_t *a, int64_t now,
