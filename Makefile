@@ -22,8 +22,8 @@ build-asan: deps
 run: build
 	@tools/run.sh $(BUILD)/ates
 
-# The whole suite, plain and then under ASan+UBSan.
-test: test-plain test-asan
+# The whole suite, plain and then under ASan+UBSan; then clang-tidy and cppcheck.
+test: test-plain test-asan lint
 
 test-plain: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
