@@ -102,7 +102,7 @@ void log_emit(log_level_t level, const char *file, int line, const char *fmt, ..
     put_escaped(buf, cap, &len, tls_service);
     put_raw(buf, cap, &len, "\",\"trace_id\":\"");
     put_escaped(buf, cap, &len, tls_trace);
-    put_raw(buf, cap, &len, "\",\"msg\":\"");
+    put_raw(buf, cap, &len, "\",\"message\":\"");
     put_escaped(buf, cap, &len, msg);
     put_raw(buf, cap, &len, "\",\"src\":\"");
     put_escaped(buf, cap, &len, src);

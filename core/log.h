@@ -1,7 +1,7 @@
 /*
  * log: JSON lines on stderr, one object per line:
  *   {"time":"2026-11-24T10:00:00.123Z","level":"info","service":"tracker",
- *    "trace_id":"...","msg":"...","src":"file.c:42"}
+ *    "trace_id":"...","message":"...","src":"file.c:42"}
  * The service and trace id are per-thread context set by whoever runs the
  * code (a service's threads, the HTTP layer for the request's trace id).
  */
