@@ -5,12 +5,14 @@
 #include "core/plugin.h"
 
 extern const plugin_t auth_plugin;
+extern const plugin_t tracker_plugin;
 #ifdef ATES_TEST_PLUGIN
 extern const plugin_t probe_plugin;
 #endif
 
 const plugin_t *const ates_plugins[] = {
     &auth_plugin,
+    &tracker_plugin,
 #ifdef ATES_TEST_PLUGIN
     &probe_plugin,
 #endif

@@ -133,7 +133,7 @@ class Ates:
         self.binary = binary or TESTHOST
         self.port = free_port()
         self.data_dir = data_dir or tmpdir("data")
-        self.rules_dir = rules_dir or tmpdir("rules")
+        self.rules_dir = rules_dir or repo_rules()
         self.schemas_dir = schemas_dir or merged_schemas()
         self.services = services
         self.nats_url = nats_url
@@ -209,6 +209,16 @@ class Ates:
     def log(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
+
+
+def repo_rules():
+    """A temp copy of the repository's rules/ (tests may edit their copy)."""
+    d = tmpdir("rules")
+    src = os.path.join(SRC, "rules")
+    for name in os.listdir(src):
+        if name.endswith(".lua"):
+            shutil.copy(os.path.join(src, name), d)
+    return d
 
 
 def merged_schemas():
@@ -366,3 +376,62 @@ def parse_set_cookie(value):
             k, eq, v = p.partition("=")
             attrs[k.strip().lower()] = v.strip() if eq else True
     return name.strip(), val.strip(), attrs
+
+
+# --- tracker helpers ------------------------------------------------------------
+
+def login(ates, email, password):
+    """POST /api/auth/login; the body (access_token, account, ...) or an AssertionError."""
+    st, body = ates.post("/api/auth/login", {"email": email, "password": password})
+    if st != 200:
+        raise AssertionError("login %s: %d %r" % (email, st, body))
+    return body
+
+
+def add_account(ates, admin_headers, email, role, password, name=None):
+    """POST /api/accounts as the admin; (account, bearer headers of a fresh login)."""
+    st, acc = ates.post("/api/accounts", {"email": email, "name": name or email.split("@")[0].title(),
+                                          "role": role, "password": password}, headers=admin_headers)
+    if st != 201:
+        raise AssertionError("create %s: %d %r" % (email, st, acc))
+    return acc, bearer(login(ates, email, password)["access_token"])
+
+
+def consumer_caught_up(nats_port, stream, durable):
+    """True when the durable consumer `durable` has acked every message `stream`
+    holds, i.e. the consuming service has applied them all."""
+    nc = Nats(nats_port)
+    try:
+        last = nc.stream_info(stream).get("state", {}).get("last_seq", 0)
+        ci = nc.js("CONSUMER.INFO.%s.%s" % (stream, durable))
+    finally:
+        nc.close()
+    if "error" in ci:
+        return False
+    return ci.get("num_pending", 1) == 0 and ci.get("num_ack_pending", 1) == 0 \
+        and ci.get("ack_floor", {}).get("stream_seq", -1) >= last
+
+
+def wait_consumed(nats_port, stream, durable, timeout=20.0):
+    wait_for(lambda: consumer_caught_up(nats_port, stream, durable), timeout=timeout, interval=0.1,
+             what="consumer %s of %s caught up" % (durable, stream))
+
+
+def list_pages(ates, headers, query="", limit=None):
+    """Follow GET /api/tasks?... through `next`: (items, [status of each page], pages)."""
+    items, statuses, after = [], [], None
+    for _ in range(10000):
+        q = [query] if query else []
+        if limit is not None:
+            q.append("limit=%d" % limit)
+        if after:
+            q.append("after=" + after)
+        st, body = ates.get("/api/tasks" + ("?" + "&".join(q) if q else ""), headers=headers)
+        statuses.append(st)
+        if st != 200 or not isinstance(body, dict):
+            break
+        items += body.get("items") or []
+        after = body.get("next")
+        if not after:
+            break
+    return items, statuses, len(statuses)

@@ -1,0 +1,116 @@
+/*
+ * shuffle: POST /api/tasks/shuffle reassigns every open task by
+ * shuffle.lua's pick(). Presses never overlap (a mutex); the work goes in
+ * chunks of TRACKER_SHUFFLE_CHUNK tasks, one transaction each, so a
+ * completion waits at most one chunk and a task completed meanwhile is
+ * never reassigned (each chunk reads the open tasks as they are then).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/diag.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "tracker.h"
+
+typedef struct chunk_row {
+    char id[UUID_LEN];
+    char assignee[UUID_LEN];
+    char title[TRACKER_TITLE_MAX * 4 + 1];
+    char jira_id[TRACKER_JIRA_MAX + 1];
+} chunk_row_t;
+
+/* Load the next open tasks after `after` into rows; returns how many or -1. */
+static int load_chunk(db_conn_t *tx, const char *after, chunk_row_t *rows)
+{
+    sqlite3_stmt *st = db_stmt(tx, "SELECT id, assignee_id, title, jira_id FROM tasks "
+                                   "WHERE status = 'open' AND id > ?1 ORDER BY id LIMIT ?2");
+    if (!st || db_bind_text(st, 1, after) < 0 || db_bind_int64(st, 2, TRACKER_SHUFFLE_CHUNK) < 0)
+        return -1;
+    int n = 0, rc;
+    while (n < TRACKER_SHUFFLE_CHUNK && (rc = db_step(tx, st)) == 1) {
+        snprintf(rows[n].id, sizeof(rows[n].id), "%s", db_col_text(st, 0));
+        snprintf(rows[n].assignee, sizeof(rows[n].assignee), "%s", db_col_text(st, 1));
+        snprintf(rows[n].title, sizeof(rows[n].title), "%s", db_col_text(st, 2));
+        snprintf(rows[n].jira_id, sizeof(rows[n].jira_id), "%s", db_col_text(st, 3));
+        n++;
+    }
+    sqlite3_reset(st);
+    return rc < 0 ? -1 : n;
+}
+
+/* Reassign the loaded rows inside tx. */
+static int reassign(service_t *svc, db_conn_t *tx, const tracker_candidates_t *c,
+                    const chunk_row_t *rows, int n)
+{
+    int64_t now = clock_now_ms();
+    for (int i = 0; i < n; i++) {
+        tracker_task_t t = {0};
+        char next[UUID_LEN];
+        memcpy(t.id, rows[i].id, sizeof(t.id));
+        memcpy(t.title, rows[i].title, sizeof(t.title));
+        memcpy(t.jira_id, rows[i].jira_id, sizeof(t.jira_id));
+        memcpy(t.assignee_id, rows[i].assignee, sizeof(t.assignee_id));
+        if (tracker_pick(svc, &t, c, next, NULL) < 0) return -1;
+        sqlite3_stmt *st = db_stmt(tx, "UPDATE tasks SET assignee_id = ?2 WHERE id = ?1");
+        if (!st || db_bind_text(st, 1, t.id) < 0 || db_bind_text(st, 2, next) < 0 ||
+            db_step_done(tx, st) < 0 ||
+            tracker_emit_assigned(tx, t.id, next, rows[i].assignee, now) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Every open task, chunk by chunk; *total counts the reassigned ones. */
+static int shuffle_all(service_t *svc, const tracker_candidates_t *c, int64_t *total)
+{
+    chunk_row_t *rows = malloc(sizeof(*rows) * TRACKER_SHUFFLE_CHUNK);
+    db_conn_t *tx = db_conn(service_db(svc));
+    char after[UUID_LEN] = "";
+    int n, rc = -1;
+    if (!rows || !tx) {
+        if (!rows) diag_set(DIAG_INTERNAL, "out of memory");
+        goto out;
+    }
+    do {
+        if (db_begin(tx) < 0) goto out;
+        if ((n = load_chunk(tx, after, rows)) < 0 || reassign(svc, tx, c, rows, n) < 0 ||
+            db_commit(tx) < 0) {
+            db_rollback(tx);
+            goto out;
+        }
+        *total += n;
+        if (n > 0) memcpy(after, rows[n - 1].id, sizeof(after));
+    } while (n == TRACKER_SHUFFLE_CHUNK);
+    rc = 0;
+out:
+    free(rows);
+    return rc;
+}
+
+void tracker_on_shuffle(http_req_t *req, void *ud)
+{
+    service_t *svc = ud;
+    tracker_t *t = service_state(svc);
+    int64_t total = 0, started = clock_monotonic_ms();
+    pthread_mutex_lock(&t->shuffle_lock);
+    tracker_candidates_t *c = tracker_candidates_get(svc);
+    int rc = -1;
+    if (c && cJSON_GetArraySize(c->ids) == 0)
+        diag_set(DIAG_CONFLICT, "no account is eligible for tasks (see rules/shuffle.lua)");
+    else if (c)
+        rc = shuffle_all(svc, c, &total);
+    tracker_candidates_release(c);
+    pthread_mutex_unlock(&t->shuffle_lock);
+    if (rc < 0) {
+        log_diag(LOG_WARN, "shuffle");
+        http_reply_diag(req);
+        return;
+    }
+    log_info("shuffle by %s: %lld open tasks reassigned in %lld ms", http_auth(req)->account_id,
+             (long long)total, (long long)(clock_monotonic_ms() - started));
+    cJSON *out = cJSON_CreateObject();
+    json_add_int64(out, "reassigned", total);
+    http_reply_json(req, 200, out);
+}
