@@ -20,9 +20,11 @@ nats-server -a 127.0.0.1 -p "$np" -js -sd "$tmp/nats" >"$tmp/nats.log" 2>&1 & pi
 up "$np" || { echo "nats-server did not start" >&2; exit 1; }
 
 echo "== raw ceilings"
-"$build/bench/bench_jetstream" "nats://127.0.0.1:$np" 200000
+"$build/bench/bench_jetstream" "nats://127.0.0.1:$np" 200000 | tee "$tmp/js.out"
+js_publish=$(awk '$1 == "jetstream_publish_async" {print $2}' "$tmp/js.out")
 mkdir -p "$tmp/sqlite"
-"$build/bench/bench_sqlite" "$tmp/sqlite" 3
+"$build/bench/bench_sqlite" "$tmp/sqlite" 3 | tee "$tmp/sqlite.out"
+sqlite_tx=$(awk '$1 == "sqlite_tx_per_request" {print $2}' "$tmp/sqlite.out")
 rate() { wrk -t2 -c64 -d"${secs}s" "$@" 2>/dev/null | awk '/Requests\/sec/ {print $2}'; }
 mp=$(port)
 "$build/bench/bench_mhd" "$mp" $((secs + 10)) & mhd_pid=$!; pids+=($mhd_pid)
