@@ -10,6 +10,7 @@
  */
 #include "bus_internal.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@
 #define BUS_CONNECT_TIMEOUT_MS 2000
 #define BUS_PING_TIMEOUT_MS 1000
 #define BUS_MAX_STREAMS 32
+#define BUS_BODY_BUF 4096 /* envelopes up to this size print without malloc */
 
 static _Atomic(const schema_registry_t *) g_schemas;
 static atomic_int g_open; /* open buses, for nats_CloseAndWait */
@@ -378,9 +380,9 @@ static cJSON *envelope(db_conn_t *tx, const char *name, int version, cJSON *data
 static int check_envelope(const cJSON *env, const char *name, int version)
 {
     const schema_registry_t *reg = atomic_load(&g_schemas);
-    const cJSON *schema = reg ? schema_find(reg, name, version) : NULL;
-    if (!schema) return diag_set(DIAG_INTERNAL, "no schema for event %s v%d", name, version);
-    if (schema_validate(schema, env) < 0) {
+    if (schema_validate_event(reg, name, version, env) < 0) {
+        if (diag_last()->kind == DIAG_NOT_FOUND)
+            return diag_set(DIAG_INTERNAL, "no schema for event %s v%d", name, version);
         char why[sizeof(diag_last()->message)];
         snprintf(why, sizeof(why), "%s", diag_last()->message);
         return diag_set(DIAG_VALIDATION, "event %s v%d: %s", name, version, why);
@@ -389,15 +391,28 @@ static int check_envelope(const cJSON *env, const char *name, int version)
 }
 
 static int insert_outbox(db_conn_t *tx, const char *id, const char *subject, const char *name,
-                         int version, const char *body)
+                         int version, const char *body, size_t body_len)
 {
     sqlite3_stmt *st = db_stmt(tx, "INSERT INTO outbox(event_id, subject, name, version, body, "
                                    "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     if (!st || db_bind_text(st, 1, id) < 0 || db_bind_text(st, 2, subject) < 0 ||
         db_bind_text(st, 3, name) < 0 || db_bind_int64(st, 4, version) < 0 ||
-        db_bind_text(st, 5, body) < 0 || db_bind_int64(st, 6, clock_now_ms()) < 0)
+        db_bind_int64(st, 6, clock_now_ms()) < 0)
         return -1;
-    return db_step_done(tx, st);
+    /* the body outlives the step: bound without a copy */
+    if (body_len > INT_MAX || sqlite3_bind_text(st, 5, body, (int)body_len, SQLITE_STATIC) != SQLITE_OK)
+        return diag_set(DIAG_INTERNAL, "bind of a %zu byte event body failed", body_len);
+    int rc = db_step_done(tx, st);
+    sqlite3_clear_bindings(st); /* no pointer to the body stays behind */
+    return rc;
+}
+
+/* The envelope printed into `buf` when it fits (the common case, no
+ * allocation), else into a malloc'd string stored in *heap. */
+static const char *print_body(const cJSON *env, char *buf, size_t cap, char **heap)
+{
+    if (cJSON_PrintPreallocated((cJSON *)env, buf, (int)cap, false)) return buf;
+    return *heap = json_print(env);
 }
 
 int bus_emit(db_conn_t *tx, const char *subject, const char *name, int version, cJSON *data,
@@ -412,17 +427,22 @@ int bus_emit(db_conn_t *tx, const char *subject, const char *name, int version, 
         return diag_set(DIAG_INTERNAL, "bus_emit: subject, name and a data object are required");
     }
     char id[UUID_LEN];
-    char *body = NULL;
+    char buf[BUS_BODY_BUF];
+    char *heap = NULL;
+    const char *body;
     int rc = -1;
     cJSON *env = envelope(tx, name, version, data, id);
     if (!env || check_envelope(env, name, version) < 0) goto out;
-    if (!(body = json_print(env))) goto out;
-    if (insert_outbox(tx, id, subject, name, version, body) < 0) goto out;
+    if (!(body = print_body(env, buf, sizeof(buf), &heap))) {
+        diag_set(DIAG_INTERNAL, "out of memory");
+        goto out;
+    }
+    if (insert_outbox(tx, id, subject, name, version, body, strlen(body)) < 0) goto out;
     if (db_after_commit(tx, bus_relay_wake_db, db_conn_db(tx)) < 0) goto out;
     if (event_id_out) memcpy(event_id_out, id, UUID_LEN);
     rc = 0;
 out:
-    free(body);
+    free(heap);
     cJSON_Delete(env);
     return rc;
 }

@@ -14,7 +14,7 @@
 #include "log.h"
 
 #define DB_STMT_CACHE 256 /* distinct SQL texts per connection */
-#define DB_HOOKS 8        /* after-commit hooks per transaction */
+#define DB_HOOKS 16       /* after-commit hooks per transaction */
 #define DB_BUSY_MS 10000
 
 typedef struct db_cached {
@@ -28,6 +28,7 @@ struct db_conn {
     db_cached_t cache[DB_STMT_CACHE]; /* open addressing by SQL hash */
     int ncache;
     bool in_tx;
+    bool in_group; /* running a db_group_run work: no commit/rollback */
     int savepoints; /* depth of open savepoints */
     struct {
         void (*fn)(void *);
@@ -43,7 +44,22 @@ struct db {
     pthread_key_t key;   /* this thread's db_conn_t */
     pthread_mutex_t lock;/* guards conns */
     db_conn_t *conns;
+    pthread_mutex_t glock;       /* guards the group-commit queue */
+    struct db_group_item *ghead; /* waiting db_group_run calls; the head leads */
+    struct db_group_item *gtail;
 };
+
+/* One db_group_run call, on its caller's stack. */
+typedef struct db_group_item {
+    db_work_fn fn;
+    void *arg;
+    int rc;
+    bool done;
+    pthread_cond_t cond; /* done, or became the head */
+    diag_t diag;         /* the call's own failure */
+    char service[32], trace[64];
+    struct db_group_item *next;
+} db_group_item_t;
 
 const char *const db_core_migrations[] = {
     "CREATE TABLE outbox ("
@@ -250,6 +266,7 @@ int db_begin(db_conn_t *c)
 int db_commit(db_conn_t *c)
 {
     if (!c->in_tx) return diag_set(DIAG_INTERNAL, "db_commit: no transaction");
+    if (c->in_group) return diag_set(DIAG_INTERNAL, "db_commit inside db_group_run work");
     sqlite3_stmt *st = db_stmt(c, "COMMIT");
     if (!st || db_step_done(c, st) < 0) {
         db_rollback(c);
@@ -264,6 +281,10 @@ int db_commit(db_conn_t *c)
 
 void db_rollback(db_conn_t *c)
 {
+    if (c->in_group) { /* the shared transaction is not the work's to end */
+        log_error("db_rollback inside db_group_run work ignored");
+        return;
+    }
     if (!sqlite3_get_autocommit(c->h)) {
         sqlite3_stmt *st = db_stmt(c, "ROLLBACK");
         if (!st || db_step_done(c, st) < 0) log_diag(LOG_ERROR, "rollback");
@@ -368,7 +389,9 @@ int db_open(db_t **out, const char *name, const char *path, const char *const *c
     snprintf(db->name, sizeof(db->name), "%s", name);
     snprintf(db->path, sizeof(db->path), "%s", path);
     pthread_mutex_init(&db->lock, NULL);
+    pthread_mutex_init(&db->glock, NULL);
     if (pthread_key_create(&db->key, conn_destroy) != 0) {
+        pthread_mutex_destroy(&db->glock);
         pthread_mutex_destroy(&db->lock);
         free(db);
         return diag_set(DIAG_INTERNAL, "pthread_key_create failed");
@@ -398,6 +421,129 @@ void db_close(db_t *db)
     }
     pthread_setspecific(db->key, NULL);
     pthread_key_delete(db->key);
+    pthread_mutex_destroy(&db->glock);
     pthread_mutex_destroy(&db->lock);
     free(db);
+}
+
+/* ---- group commit ----------------------------------------------------- */
+
+static void item_fail(db_group_item_t *it)
+{
+    it->rc = -1;
+    it->diag = *diag_last();
+    if (it->diag.kind == DIAG_OK) {
+        it->diag.kind = DIAG_INTERNAL;
+        it->diag.file = __FILE__;
+        it->diag.line = __LINE__;
+        snprintf(it->diag.message, sizeof(it->diag.message), "group work failed without a diag");
+    }
+}
+
+/* Every call of the batch fails with the calling thread's diag, except the
+ * ones that already failed on their own (they keep their diag). */
+static void batch_fail(db_group_item_t **items, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (items[i]->rc == 0) item_fail(items[i]);
+}
+
+/* Run one call inside its savepoint: 0, 1 when fn ended the transaction
+ * (the whole batch is lost), or -1 when the call alone failed. */
+static int item_run(db_conn_t *c, db_group_item_t *it)
+{
+    int hooks = c->nhooks;
+    diag_clear();
+    if (db_savepoint(c) < 0) {
+        item_fail(it);
+        return -1;
+    }
+    int depth = c->savepoints;
+    log_set_service(it->service[0] ? it->service : NULL);
+    log_set_trace(it->trace[0] ? it->trace : NULL);
+    c->in_group = true;
+    int rc = it->fn(c, it->arg);
+    c->in_group = false;
+    if (!c->in_tx || sqlite3_get_autocommit(c->h)) {
+        if (rc == 0 || diag_last()->kind == DIAG_OK)
+            diag_set(DIAG_INTERNAL, "db_group_run: the work ended the shared transaction");
+        return 1;
+    }
+    if (rc == 0 && c->savepoints != depth)
+        rc = diag_set(DIAG_INTERNAL, "db_group_run: the work left %d savepoint(s) open",
+                      c->savepoints - depth);
+    if (rc == 0 && db_release(c) == 0) {
+        it->rc = 0;
+        return 0;
+    }
+    item_fail(it);
+    while (c->savepoints > depth) db_rollback_to(c);
+    db_rollback_to(c);
+    c->nhooks = hooks; /* a failed call's hooks do not run */
+    return -1;
+}
+
+/* The leader's job: one transaction for `items`, committed. */
+static void batch_run(db_conn_t *c, db_group_item_t **items, int n)
+{
+    char service[32], trace[64];
+    snprintf(service, sizeof(service), "%s", log_service());
+    snprintf(trace, sizeof(trace), "%s", log_trace());
+    for (int i = 0; i < n; i++) items[i]->rc = 0;
+    if (db_begin(c) < 0) {
+        batch_fail(items, n);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (item_run(c, items[i]) == 1) { /* the transaction is gone */
+            char why[sizeof(diag_last()->message)];
+            snprintf(why, sizeof(why), "%s", diag_last()->message);
+            db_rollback(c);
+            diag_set(DIAG_INTERNAL, "group transaction aborted: %s", why);
+            batch_fail(items, n);
+            goto out;
+        }
+    }
+    if (db_commit(c) < 0) batch_fail(items, n);
+out:
+    log_set_service(service[0] ? service : NULL);
+    log_set_trace(trace[0] ? trace : NULL);
+}
+
+int db_group_run(db_t *db, db_work_fn fn, void *arg)
+{
+    db_conn_t *c = db_conn(db);
+    if (!c) return -1;
+    if (c->in_tx) return diag_set(DIAG_INTERNAL, "db_group_run inside a transaction");
+    db_group_item_t me = {.fn = fn, .arg = arg};
+    snprintf(me.service, sizeof(me.service), "%s", log_service());
+    snprintf(me.trace, sizeof(me.trace), "%s", log_trace());
+    pthread_cond_init(&me.cond, NULL);
+
+    pthread_mutex_lock(&db->glock);
+    if (db->gtail) db->gtail->next = &me;
+    else db->ghead = &me;
+    db->gtail = &me;
+    while (!me.done && db->ghead != &me) pthread_cond_wait(&me.cond, &db->glock);
+    if (!me.done) { /* the leader: take what is queued, run it unlocked */
+        db_group_item_t *items[DB_GROUP_MAX];
+        int n = 0;
+        for (db_group_item_t *it = &me; it && n < DB_GROUP_MAX; it = it->next) items[n++] = it;
+        pthread_mutex_unlock(&db->glock);
+        batch_run(c, items, n);
+        pthread_mutex_lock(&db->glock);
+        db_group_item_t *rest = items[n - 1]->next;
+        db->ghead = rest;
+        if (!rest) db->gtail = NULL;
+        if (rest) pthread_cond_signal(&rest->cond); /* the next leader first */
+        for (int i = 0; i < n; i++) { /* a follower may return once done is set */
+            items[i]->done = true;
+            pthread_cond_signal(&items[i]->cond);
+        }
+    }
+    pthread_mutex_unlock(&db->glock);
+    pthread_cond_destroy(&me.cond);
+    if (me.rc < 0)
+        diag_set_at(me.diag.file, me.diag.line, me.diag.kind, "%s", me.diag.message);
+    return me.rc;
 }

@@ -52,6 +52,29 @@ void db_rollback_to(db_conn_t *c);
  * a few distinct hooks per transaction; the same fn/arg pair is kept once). */
 int db_after_commit(db_conn_t *c, void (*fn)(void *), void *arg);
 
+/*
+ * Group commit: db_group_run runs fn(tx, arg) inside a write transaction
+ * shared with the other threads calling it at the same time, each call's
+ * work inside its own savepoint. Returns only once that shared transaction
+ * has committed (the work is durable), with fn's 0; or -1 with the diag of
+ * that call alone: fn's own failure (its work is rolled back, the others
+ * still commit), or the BEGIN/COMMIT failure (then every call gets -1).
+ *
+ * Leader/follower, no extra thread: the first waiting caller becomes the
+ * leader, takes every call queued so far (up to DB_GROUP_MAX), runs them
+ * on its own connection in arrival order, commits and wakes the others; an
+ * idle database runs a lone call at once. fn therefore may run on another
+ * thread: it must use only `tx` (never db_conn nor a nested db_group_run;
+ * db_commit there fails and db_rollback is ignored) and thread-safe state; the
+ * caller's log service and trace id are set around it, so bus_emit's trace
+ * is the caller's. After-commit hooks fn registers run after the shared
+ * commit (those of a failed fn are dropped). fn must close the savepoints
+ * it opens. The calling thread must not be inside a transaction.
+ */
+#define DB_GROUP_MAX 256
+typedef int (*db_work_fn)(db_conn_t *tx, void *arg);
+int db_group_run(db_t *db, db_work_fn fn, void *arg);
+
 /* The cached prepared statement for `sql` on this connection, reset and with
  * bindings cleared; NULL with a diag on a prepare error. Do not finalize it. */
 sqlite3_stmt *db_stmt(db_conn_t *c, const char *sql);

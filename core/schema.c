@@ -168,6 +168,9 @@ static bool (*format_fn(const char *name))(const char *)
 /* -------------------------------------------------------------- validator */
 
 static int validate_node(spath_t *p, const cJSON *schema, const cJSON *doc, int depth);
+typedef struct cnode cnode_t;
+static cnode_t *cnode_compile(const cJSON *schema, int depth);
+static int cnode_validate(spath_t *p, const cnode_t *n, const cJSON *doc, int depth);
 
 /* A keyword whose value is malformed (only possible when a schema skipped
  * schema_check): fail rather than check less. */
@@ -198,8 +201,25 @@ static bool type_is(const char *t, const cJSON *v)
     return false;
 }
 
+/* The common case without formatting anything: 1 when `doc` has one of the
+ * types (all given as strings), 0 otherwise. */
+static int type_matches(const cJSON *kw, const cJSON *doc)
+{
+    if (cJSON_IsString(kw)) return type_is(kw->valuestring, doc);
+    if (!cJSON_IsArray(kw)) return 0;
+    int ok = 0;
+    const cJSON *one;
+    cJSON_ArrayForEach(one, kw)
+    {
+        if (!cJSON_IsString(one)) return 0;
+        ok = ok || type_is(one->valuestring, doc);
+    }
+    return ok;
+}
+
 static int v_type(spath_t *p, const cJSON *kw, const cJSON *schema, const cJSON *doc, int depth)
 {
+    if (type_matches(kw, doc)) return 0;
     char want[128] = "";
     size_t wlen = 0;
     bool ok = false, want_int = false, want_num = false;
@@ -575,12 +595,237 @@ int schema_check(const cJSON *schema)
     return check_node(&p, schema, 0);
 }
 
+/* ------------------------------------------------------- compiled schemas */
+
+/*
+ * A registry schema is compiled once at load: per node, the keywords it
+ * uses in table order, a type mask, the compiled pattern and the compiled
+ * children of properties/items with their path segments. Validation then
+ * does no keyword lookup, no pattern compile and no formatting on success;
+ * failures go through the same v_* functions, so messages are identical.
+ */
+enum {
+    T_STRING = 1 << 0,
+    T_INTEGER = 1 << 1,
+    T_NUMBER = 1 << 2,
+    T_BOOLEAN = 1 << 3,
+    T_OBJECT = 1 << 4,
+    T_ARRAY = 1 << 5,
+    T_NULL = 1 << 6,
+};
+
+typedef struct cprop {
+    const char *name; /* in the schema tree */
+    char *seg;        /* path segment: ".name" or ["name"] */
+    size_t seglen;
+    cnode_t *node;
+} cprop_t;
+
+struct cnode {
+    const cJSON *schema;
+    size_t nkw;
+    struct {
+        size_t k; /* index in keywords[] */
+        const cJSON *val;
+    } kw[KEYWORD_COUNT];
+    unsigned types; /* T_* mask of "type", 0 when absent */
+    schema_re_t *re;
+    cprop_t *props;
+    size_t nprops;
+    cnode_t *items;
+};
+
+static void cnode_free(cnode_t *n)
+{
+    if (!n) return;
+    for (size_t i = 0; i < n->nprops; i++) {
+        free(n->props[i].seg);
+        cnode_free(n->props[i].node);
+    }
+    free(n->props);
+    cnode_free(n->items);
+    schema_re_free(n->re);
+    free(n);
+}
+
+static unsigned type_bit(const char *t)
+{
+    for (size_t i = 0; i < sizeof(type_names) / sizeof(*type_names); i++)
+        if (strcmp(type_names[i], t) == 0) return 1u << i; /* same order as T_* */
+    return 0;
+}
+
+static unsigned doc_types(const cJSON *v)
+{
+    if (cJSON_IsString(v)) return T_STRING;
+    if (cJSON_IsNumber(v)) return json_is_int(v, NULL) ? T_INTEGER | T_NUMBER : T_NUMBER;
+    if (cJSON_IsBool(v)) return T_BOOLEAN;
+    if (cJSON_IsNull(v)) return T_NULL;
+    if (cJSON_IsArray(v)) return T_ARRAY;
+    if (cJSON_IsObject(v)) return T_OBJECT;
+    return 0;
+}
+
+static unsigned compile_types(const cJSON *kw)
+{
+    if (cJSON_IsString(kw)) return type_bit(kw->valuestring);
+    unsigned m = 0;
+    const cJSON *one;
+    cJSON_ArrayForEach(one, kw)
+    {
+        if (!cJSON_IsString(one)) return 0;
+        m |= type_bit(one->valuestring);
+    }
+    return m;
+}
+
+static int compile_props(cnode_t *n, const cJSON *props, int depth)
+{
+    n->nprops = (size_t)cJSON_GetArraySize(props);
+    if (!n->nprops) return 0;
+    n->props = calloc(n->nprops, sizeof(*n->props));
+    if (!n->props) return diag_set(DIAG_INTERNAL, "out of memory");
+    size_t i = 0;
+    const cJSON *sub;
+    cJSON_ArrayForEach(sub, props)
+    {
+        cprop_t *cp = &n->props[i++];
+        spath_t seg;
+        spath_init(&seg, false);
+        spath_push(&seg, sub->string);
+        cp->name = sub->string;
+        cp->seglen = seg.len - 1; /* without the leading "$" */
+        cp->seg = strdup(seg.buf + 1);
+        if (!cp->seg) return diag_set(DIAG_INTERNAL, "out of memory");
+        if (!(cp->node = cnode_compile(sub, depth + 1))) return -1;
+    }
+    return 0;
+}
+
+/* Compile a schema that passed schema_check; NULL with a diag. */
+static cnode_t *cnode_compile(const cJSON *schema, int depth)
+{
+    if (depth > SCHEMA_MAX_DEPTH || !cJSON_IsObject(schema)) {
+        diag_set(DIAG_INTERNAL, "schema not checked before compiling");
+        return NULL;
+    }
+    cnode_t *n = calloc(1, sizeof(*n));
+    if (!n) {
+        diag_set(DIAG_INTERNAL, "out of memory");
+        return NULL;
+    }
+    n->schema = schema;
+    for (size_t k = 0; k < KEYWORD_COUNT; k++) {
+        if (!keywords[k].validate) continue;
+        const cJSON *kw = cJSON_GetObjectItemCaseSensitive(schema, keywords[k].name);
+        if (!kw) continue;
+        n->kw[n->nkw].k = k;
+        n->kw[n->nkw].val = kw;
+        n->nkw++;
+        int rc = 0;
+        if (keywords[k].validate == v_type) {
+            n->types = compile_types(kw);
+        } else if (keywords[k].validate == v_pattern && cJSON_IsString(kw)) {
+            char err[128];
+            if (!(n->re = schema_re_compile(kw->valuestring, err, sizeof(err))))
+                rc = diag_set(DIAG_INTERNAL, "pattern %s: %s", kw->valuestring, err);
+        } else if (keywords[k].validate == v_properties && cJSON_IsObject(kw)) {
+            rc = compile_props(n, kw, depth);
+        } else if (keywords[k].validate == v_items && cJSON_IsObject(kw)) {
+            if (!(n->items = cnode_compile(kw, depth + 1))) rc = -1;
+        }
+        if (rc < 0) {
+            cnode_free(n);
+            return NULL;
+        }
+    }
+    return n;
+}
+
+static void spath_push_seg(spath_t *p, const cprop_t *cp)
+{
+    size_t room = sizeof(p->buf) - p->len;
+    size_t n = cp->seglen < room ? cp->seglen : room - 1;
+    memcpy(p->buf + p->len, cp->seg, n);
+    p->buf[p->len + n] = '\0';
+    spath_add(p, n);
+}
+
+static int cnode_props(spath_t *p, const cnode_t *n, const cJSON *doc, int depth)
+{
+    if (!cJSON_IsObject(doc)) return 0;
+    for (size_t i = 0; i < n->nprops; i++) {
+        const cJSON *member = cJSON_GetObjectItemCaseSensitive(doc, n->props[i].name);
+        if (!member) continue;
+        size_t old = p->len;
+        spath_push_seg(p, &n->props[i]);
+        int rc = cnode_validate(p, n->props[i].node, member, depth + 1);
+        spath_pop(p, old);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+static int cnode_items(spath_t *p, const cnode_t *n, const cJSON *doc, int depth)
+{
+    if (!cJSON_IsArray(doc)) return 0;
+    const cJSON *el;
+    int i = 0;
+    cJSON_ArrayForEach(el, doc)
+    {
+        size_t old = spath_push_index(p, i++);
+        int rc = cnode_validate(p, n->items, el, depth + 1);
+        spath_pop(p, old);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+static int cnode_pattern(spath_t *p, const cnode_t *n, const cJSON *kw, const cJSON *doc)
+{
+    if (!cJSON_IsString(doc)) return 0;
+    switch (schema_re_search(n->re, doc->valuestring)) {
+    case 1:
+        return 0;
+    case 0:
+        return spath_fail(p, "does not match pattern %s", kw->valuestring);
+    case -1:
+        return spath_fail(p, "pattern %s needs too many steps", kw->valuestring);
+    default:
+        return diag_set(DIAG_INTERNAL, "out of memory");
+    }
+}
+
+static int cnode_validate(spath_t *p, const cnode_t *n, const cJSON *doc, int depth)
+{
+    if (depth > SCHEMA_MAX_DEPTH)
+        return spath_fail(p, "nesting deeper than %d levels", SCHEMA_MAX_DEPTH);
+    for (size_t i = 0; i < n->nkw; i++) {
+        keyword_validate_fn v = keywords[n->kw[i].k].validate;
+        const cJSON *kw = n->kw[i].val;
+        int rc;
+        if (v == v_type && n->types && (n->types & doc_types(doc)))
+            rc = 0;
+        else if (v == v_properties && n->props)
+            rc = cnode_props(p, n, doc, depth);
+        else if (v == v_items && n->items)
+            rc = cnode_items(p, n, doc, depth);
+        else if (v == v_pattern && n->re)
+            rc = cnode_pattern(p, n, kw, doc);
+        else
+            rc = v(p, kw, n->schema, doc, depth);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
 /* --------------------------------------------------------------- registry */
 
 typedef struct schema_entry {
     char name[SCHEMA_NAME_MAX];
     int version;
     cJSON *schema;
+    cnode_t *compiled;
 } schema_entry_t;
 
 struct schema_registry {
@@ -692,7 +937,14 @@ static int load_one(schema_registry_t *reg, const char *path, const char *name, 
     snprintf(e->name, sizeof(e->name), "%s", name);
     e->version = version;
     e->schema = schema;
+    e->compiled = NULL;
     schema = NULL;
+    if (!(e->compiled = cnode_compile(e->schema, 0))) {
+        char msg[sizeof(diag_last()->message)];
+        snprintf(msg, sizeof(msg), "%s", diag_last()->message);
+        diag_set(DIAG_INTERNAL, "%s: %s", path, msg);
+        goto out; /* the entry stays, the registry free drops it */
+    }
     rc = 0;
 out:
     cJSON_Delete(schema);
@@ -748,19 +1000,41 @@ out:
 void schema_registry_free(schema_registry_t *reg)
 {
     if (!reg) return;
-    for (size_t i = 0; i < reg->n; i++)
+    for (size_t i = 0; i < reg->n; i++) {
+        cnode_free(reg->items[i].compiled);
         cJSON_Delete(reg->items[i].schema);
+    }
     free(reg->items);
     free(reg);
 }
 
-const cJSON *schema_find(const schema_registry_t *reg, const char *name, int version)
+static const schema_entry_t *entry_find(const schema_registry_t *reg, const char *name,
+                                        int version)
 {
     if (!reg || !name) return NULL;
     for (size_t i = 0; i < reg->n; i++)
         if (reg->items[i].version == version && strcmp(reg->items[i].name, name) == 0)
-            return reg->items[i].schema;
+            return &reg->items[i];
     return NULL;
+}
+
+const cJSON *schema_find(const schema_registry_t *reg, const char *name, int version)
+{
+    const schema_entry_t *e = entry_find(reg, name, version);
+    return e ? e->schema : NULL;
+}
+
+int schema_validate_event(const schema_registry_t *reg, const char *name, int version,
+                          const cJSON *doc)
+{
+    const schema_entry_t *e = entry_find(reg, name, version);
+    if (!e || !e->compiled)
+        return diag_set(DIAG_NOT_FOUND, "no schema for event %s v%d", name ? name : "(null)",
+                        version);
+    spath_t p;
+    spath_init(&p, false);
+    if (!doc) return spath_fail(&p, "no document");
+    return cnode_validate(&p, e->compiled, doc, 0);
 }
 
 int schema_latest(const schema_registry_t *reg, const char *name)

@@ -9,6 +9,7 @@
 #include "uuid.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,13 +21,40 @@ static pthread_mutex_t seq_lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t last_ms;
 static unsigned last_seq;
 
+/* Random bytes come from a per-thread pool refilled by getrandom (one
+ * syscall per UUID_POOL / 16 ids instead of one per id). A forked child
+ * must never reuse its parent's pool: fork bumps a generation that empties
+ * every pool in the child. */
+#define UUID_POOL 512
+
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static atomic_uint fork_gen;
+
+static void after_fork_child(void) { atomic_fetch_add(&fork_gen, 1); }
+static void register_fork(void) { pthread_atfork(NULL, NULL, after_fork_child); }
+
 static void fill_random(unsigned char *buf, size_t len)
 {
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = getrandom(buf + off, len - off, 0);
-        if (n > 0) off += (size_t)n;
+    static _Thread_local unsigned char pool[UUID_POOL];
+    static _Thread_local size_t left;
+    static _Thread_local unsigned gen;
+    pthread_once(&fork_once, register_fork);
+    unsigned now = atomic_load(&fork_gen);
+    if (gen != now) {
+        left = 0;
+        gen = now;
     }
+    if (left < len) {
+        size_t off = 0;
+        while (off < sizeof(pool)) {
+            ssize_t n = getrandom(pool + off, sizeof(pool) - off, 0);
+            if (n > 0) off += (size_t)n;
+        }
+        left = sizeof(pool);
+    }
+    memcpy(buf, pool + sizeof(pool) - left, len);
+    memset(pool + sizeof(pool) - left, 0, len); /* used bytes do not linger */
+    left -= len;
 }
 
 void uuid_v7(char out[UUID_LEN])
