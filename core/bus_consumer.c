@@ -198,7 +198,7 @@ static int handle_msg(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m, outc
     if (!fn) return 0; /* not subscribed to this subject: ignored */
     char key[96];
     snprintf(key, sizeof(key), "%s:%llu", cs->stream, (unsigned long long)m->stream_seq);
-    cJSON *body = cJSON_ParseWithLength(m->raw, (size_t)m->raw_len);
+    cJSON *body = json_parse_strict(m->raw, (size_t)m->raw_len);
     if (!cJSON_IsObject(body)) {
         cJSON_Delete(body);
         return dead_letter(cs, c, m, key, "body is not a JSON object", out);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "diag.h"
+#include "json.h"
 
 typedef struct body {
     char *data;
@@ -59,7 +60,7 @@ int fetch_json(const char *url, long timeout_ms, cJSON **out)
         diag_set(DIAG_UNAVAILABLE, "GET %s: %s", url, curl_easy_strerror(res));
     } else if (status < 200 || status > 299) {
         diag_set(DIAG_UNAVAILABLE, "GET %s: status %ld", url, status);
-    } else if (!(*out = cJSON_ParseWithLength(b.data ? b.data : "", b.len))) {
+    } else if (!(*out = json_parse_strict(b.data ? b.data : "", b.len))) {
         diag_set(DIAG_VALIDATION, "GET %s: the body is not JSON", url);
     } else {
         rc = 0;

@@ -31,6 +31,7 @@
 
 #include "clock.h"
 #include "http_internal.h"
+#include "json.h"
 #include "log.h"
 #include "metrics.h"
 #include "uuid.h"
@@ -593,7 +594,7 @@ static void dispatch(http_req_t *req)
     req->stats = &route->stats;
     if (authenticate(req, route) < 0) return;
     if (req->body_len > 0) {
-        req->json = cJSON_ParseWithLength(req->body, req->body_len);
+        req->json = json_parse_strict(req->body, req->body_len);
         if (!req->json) {
             http_reply_error(req, DIAG_VALIDATION, "the body is not valid JSON");
             return;

@@ -81,4 +81,18 @@ cJSON *json_add_string_or_null(cJSON *obj, const char *key, const char *s)
     return s ? cJSON_AddStringToObject(obj, key, s) : cJSON_AddNullToObject(obj, key);
 }
 
+cJSON *json_parse_strict(const char *buf, size_t len)
+{
+    const char *end = NULL;
+    cJSON *doc = cJSON_ParseWithLengthOpts(buf, len, &end, false);
+    if (!doc) return NULL;
+    for (const char *p = end; p && p < buf + len; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            cJSON_Delete(doc);
+            return NULL;
+        }
+    }
+    return doc;
+}
+
 char *json_print(const cJSON *item) { return cJSON_PrintUnformatted(item); }

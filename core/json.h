@@ -32,6 +32,10 @@ int json_add_int64(cJSON *obj, const char *key, int64_t v);
 /* Add a string member, or null when `s` is NULL. */
 cJSON *json_add_string_or_null(cJSON *obj, const char *key, const char *s);
 
+/* Parse exactly buf[0..len): one JSON value and nothing after it but white
+ * space (cJSON alone accepts `{} trailing garbage`). NULL when not so. */
+cJSON *json_parse_strict(const char *buf, size_t len);
+
 /* cJSON_PrintUnformatted into a malloc'd string (NULL on OOM). */
 char *json_print(const cJSON *item);
 

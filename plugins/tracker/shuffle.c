@@ -62,6 +62,13 @@ static int reassign(service_t *svc, db_conn_t *tx, const tracker_candidates_t *c
     return 0;
 }
 
+/* Open tasks but nobody to give them to: 409 (nothing open: fine, 0). */
+static int no_candidates(const tracker_candidates_t *c)
+{
+    if (cJSON_GetArraySize(c->ids) > 0) return 0;
+    return diag_set(DIAG_CONFLICT, "no account is eligible for tasks (see rules/shuffle.lua)");
+}
+
 /* Every open task, chunk by chunk; *total counts the reassigned ones. */
 static int shuffle_all(service_t *svc, const tracker_candidates_t *c, int64_t *total)
 {
@@ -75,8 +82,8 @@ static int shuffle_all(service_t *svc, const tracker_candidates_t *c, int64_t *t
     }
     do {
         if (db_begin(tx) < 0) goto out;
-        if ((n = load_chunk(tx, after, rows)) < 0 || reassign(svc, tx, c, rows, n) < 0 ||
-            db_commit(tx) < 0) {
+        if ((n = load_chunk(tx, after, rows)) < 0 || (n > 0 && no_candidates(c) < 0) ||
+            reassign(svc, tx, c, rows, n) < 0 || db_commit(tx) < 0) {
             db_rollback(tx);
             goto out;
         }
@@ -96,11 +103,7 @@ void tracker_on_shuffle(http_req_t *req, void *ud)
     int64_t total = 0, started = clock_monotonic_ms();
     pthread_mutex_lock(&t->shuffle_lock);
     tracker_candidates_t *c = tracker_candidates_get(svc);
-    int rc = -1;
-    if (c && cJSON_GetArraySize(c->ids) == 0)
-        diag_set(DIAG_CONFLICT, "no account is eligible for tasks (see rules/shuffle.lua)");
-    else if (c)
-        rc = shuffle_all(svc, c, &total);
+    int rc = c ? shuffle_all(svc, c, &total) : -1;
     tracker_candidates_release(c);
     pthread_mutex_unlock(&t->shuffle_lock);
     if (rc < 0) {

@@ -107,7 +107,7 @@ static int read_new_task(const cJSON *body, const char **title, const char **jir
     for (const char *p = *title; *p; p++)
         if ((unsigned char)*p < ' ')
             return diag_set(DIAG_VALIDATION, "title must not contain control characters");
-    if (**jira && !jira_valid(*jira))
+    if (*jira && !jira_valid(*jira)) /* given, even empty: checked; absent or null: none */
         return diag_set(DIAG_VALIDATION, "jira_id must look like UBERPOP-42 (at most %d characters)",
                         TRACKER_JIRA_MAX);
     if (*description && utf8_len(*description) > TRACKER_DESCRIPTION_MAX)
@@ -138,23 +138,15 @@ static int insert_task(db_conn_t *tx, const tracker_task_t *t)
     return tracker_emit_assigned(tx, t->id, t->assignee_id, NULL, t->created_at);
 }
 
-static int commit_new_task(db_t *db, const tracker_task_t *t)
-{
-    db_conn_t *tx = db_conn(db);
-    if (!tx || db_begin(tx) < 0) return -1;
-    if (insert_task(tx, t) < 0 || db_commit(tx) < 0) {
-        db_rollback(tx);
-        return -1;
-    }
-    return 0;
-}
+/* Group commit: concurrent creates share one transaction (db_group_run). */
+static int insert_task_fn(db_conn_t *tx, void *arg) { return insert_task(tx, arg); }
 
 void tracker_on_create(http_req_t *req, void *ud)
 {
     service_t *svc = ud;
     const cJSON *body = http_body_object(req);
     if (!body) return;
-    const char *title = NULL, *jira = "", *description = NULL;
+    const char *title = NULL, *jira = NULL, *description = NULL;
     if (read_new_task(body, &title, &jira, &description) < 0) {
         http_reply_diag(req);
         return;
@@ -162,7 +154,7 @@ void tracker_on_create(http_req_t *req, void *ud)
     tracker_task_t t = {.created_at = clock_now_ms()};
     uuid_v7(t.id);
     snprintf(t.title, sizeof(t.title), "%s", title);
-    snprintf(t.jira_id, sizeof(t.jira_id), "%s", jira);
+    snprintf(t.jira_id, sizeof(t.jira_id), "%s", jira ? jira : "");
     t.description = (char *)description;
 
     tracker_candidates_t *c = tracker_candidates_get(svc);
@@ -172,7 +164,7 @@ void tracker_on_create(http_req_t *req, void *ud)
     else if (c)
         rc = tracker_pick(svc, &t, c, t.assignee_id, NULL);
     tracker_candidates_release(c);
-    if (rc < 0 || commit_new_task(service_db(svc), &t) < 0) {
+    if (rc < 0 || db_group_run(service_db(svc), insert_task_fn, &t) < 0) {
         http_reply_diag(req);
         return;
     }
@@ -286,22 +278,27 @@ static int complete(db_conn_t *tx, const char *id, const char *caller, tracker_t
     return bus_emit(tx, "ates.tasks.completed", "TaskCompleted", 1, d, NULL);
 }
 
+typedef struct complete_call {
+    const char *id, *caller;
+    tracker_task_t task;
+} complete_call_t;
+
+static int complete_fn(db_conn_t *tx, void *arg)
+{
+    complete_call_t *c = arg;
+    return complete(tx, c->id, c->caller, &c->task);
+}
+
 void tracker_on_complete(http_req_t *req, void *ud)
 {
     service_t *svc = ud;
-    tracker_task_t t = {0};
-    db_conn_t *tx = db_conn(service_db(svc));
-    if (!tx || db_begin(tx) < 0) {
+    complete_call_t call = {.id = http_param(req, "id"), .caller = http_auth(req)->account_id};
+    tracker_task_t *t = &call.task;
+    if (db_group_run(service_db(svc), complete_fn, &call) < 0) {
+        free(t->description);
         http_reply_diag(req);
         return;
     }
-    if (complete(tx, http_param(req, "id"), http_auth(req)->account_id, &t) < 0 ||
-        db_commit(tx) < 0) {
-        db_rollback(tx);
-        free(t.description);
-        http_reply_diag(req);
-        return;
-    }
-    http_reply_json(req, 200, tracker_task_json(&t));
-    free(t.description);
+    http_reply_json(req, 200, tracker_task_json(t));
+    free(t->description);
 }
