@@ -397,24 +397,34 @@ def add_account(ates, admin_headers, email, role, password, name=None):
     return acc, bearer(login(ates, email, password)["access_token"])
 
 
-def consumer_caught_up(nats_port, stream, durable):
-    """True when the durable consumer `durable` has acked every message `stream`
-    holds, i.e. the consuming service has applied them all."""
-    nc = Nats(nats_port)
+def fast_nats(port):
+    """A Nats client with TCP_NODELAY: its request() sends SUB and PUB as two
+    writes, which Nagle plus delayed ACKs slow to ~40 ms per stream message."""
+    nc = Nats(port)
+    nc.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return nc
+
+
+def consumer_caught_up(nats_port, stream, durable, at_least=0):
+    """True when `stream` holds at least `at_least` messages and the durable
+    consumer `durable` has acked every one, i.e. the consuming service has
+    applied them all. (Producers publish through an outbox after answering,
+    so pass the number of events you expect, or the check may pass early.)"""
+    nc = fast_nats(nats_port)
     try:
         last = nc.stream_info(stream).get("state", {}).get("last_seq", 0)
         ci = nc.js("CONSUMER.INFO.%s.%s" % (stream, durable))
     finally:
         nc.close()
-    if "error" in ci:
+    if "error" in ci or last < at_least:
         return False
     return ci.get("num_pending", 1) == 0 and ci.get("num_ack_pending", 1) == 0 \
         and ci.get("ack_floor", {}).get("stream_seq", -1) >= last
 
 
-def wait_consumed(nats_port, stream, durable, timeout=20.0):
-    wait_for(lambda: consumer_caught_up(nats_port, stream, durable), timeout=timeout, interval=0.1,
-             what="consumer %s of %s caught up" % (durable, stream))
+def wait_consumed(nats_port, stream, durable, at_least=0, timeout=20.0):
+    wait_for(lambda: consumer_caught_up(nats_port, stream, durable, at_least), timeout=timeout, interval=0.1,
+             what="consumer %s of %s caught up with %d messages" % (durable, stream, at_least))
 
 
 def list_pages(ates, headers, query="", limit=None):
