@@ -31,7 +31,7 @@ const config_t *config_get(void) { return &g_config; }
 void config_set_global(const config_t *cfg) { g_config = *cfg; }
 
 /* One setting: its Lua key, its environment variable, and where it goes. */
-typedef enum { K_STR, K_PATH, K_INT, K_HHMM, K_ADDR, K_LEVEL, K_SEED, K_SMTP, K_ROLES, K_URL } kind_t;
+typedef enum { K_STR, K_PATH, K_INT, K_HHMM, K_ADDR, K_LEVEL, K_SEED, K_SMTP, K_ROLES, K_URL, K_COUNT } kind_t;
 typedef struct setting {
     const char *key;
     const char *env;
@@ -60,6 +60,7 @@ static const setting_t settings[] = {
     S("log", "ATES_LOG", K_LEVEL, log_level),
     S("ops_roles", "ATES_OPS_ROLES", K_ROLES, ops_roles),
     S("jwks_url", "ATES_JWKS_URL", K_URL, jwks_url),
+    S("http_threads", "ATES_HTTP_THREADS", K_COUNT, http_threads),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -160,6 +161,14 @@ static int apply(config_t *c, const setting_t *s, const char *text, const char *
         if (errno || *end || end == text || v <= 0 || v > 86400)
             return diag_set(DIAG_VALIDATION, "%s: '%s' is not a whole number of seconds in 1..86400",
                             origin, text);
+        *(int *)field = (int)v;
+        return 0;
+    }
+    case K_COUNT: {
+        errno = 0;
+        long v = strtol(text, &end, 10);
+        if (errno || *end || end == text || v < 0 || v > 1024)
+            return diag_set(DIAG_VALIDATION, "%s: '%s' is not a count in 0..1024", origin, text);
         *(int *)field = (int)v;
         return 0;
     }

@@ -34,6 +34,7 @@ typedef struct config {
     uint64_t seed;                /* ATES_SEED, or random when !seed_set */
     char smtp_url[CONFIG_STR];    /* "" = spool mail to DATA/mail */
     log_level_t log_level;
+    int http_threads;             /* ATES_HTTP_THREADS: handler threads, 0 = automatic */
     char jwks_url[CONFIG_STR];    /* ATES_JWKS_URL: also trust the keys published there */
     char ops_roles[CONFIG_STR];   /* roles allowed on operator routes (GET /api/rules) */
     char file[PATH_MAX];          /* the config file read, "" if none */

@@ -256,6 +256,7 @@ static int start_all(runtime_t *rt, const plugin_t **plugins, int n)
 {
     if (open_shared(rt) < 0) return -1;
     http_options_t hopts = {.host = rt->cfg.http_host, .port = rt->cfg.http_port,
+                            .threads = (unsigned)rt->cfg.http_threads,
                             .web_dir = rt->cfg.web_dir, .keys = rt->keys};
     if (http_create(&rt->http, &hopts) < 0 || http_add_routes(rt->http, ops_routes, rt) < 0 ||
         sched_create(&rt->sched) < 0)
