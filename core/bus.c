@@ -289,7 +289,14 @@ void bus_worker_wake(bus_worker_t *w)
 {
     pthread_mutex_lock(&w->lock);
     w->wakeups++;
-    pthread_cond_signal(&w->cond);
+    if (w->sleeping) pthread_cond_signal(&w->cond); /* a busy worker sees the count later */
+    pthread_mutex_unlock(&w->lock);
+}
+
+void bus_worker_mark(bus_worker_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->seen = w->wakeups;
     pthread_mutex_unlock(&w->lock);
 }
 
@@ -304,10 +311,11 @@ void bus_worker_sleep(bus_worker_t *w, int64_t ms, bool wakeable)
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&w->lock);
-    unsigned seen = w->wakeups;
-    while (!w->stop && !(wakeable && w->wakeups != seen)) {
+    w->sleeping = true;
+    while (!w->stop && !(wakeable && w->wakeups != w->seen)) {
         if (pthread_cond_timedwait(&w->cond, &w->lock, &until) != 0) break;
     }
+    w->sleeping = false;
     pthread_mutex_unlock(&w->lock);
 }
 

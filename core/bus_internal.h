@@ -32,6 +32,8 @@ typedef struct bus_worker {
     pthread_cond_t cond;
     bool stop;
     unsigned wakeups;                       /* bumped by bus_worker_wake */
+    unsigned seen;                          /* wakeups when the current round began */
+    bool sleeping;                          /* in bus_worker_sleep: wake must signal */
     void (*destroy)(struct bus_worker *w);  /* after join: bus_worker_fini, free */
     struct bus_worker *next;                /* in bus->workers */
 } bus_worker_t;
@@ -76,6 +78,9 @@ void bus_worker_fini(bus_worker_t *w);
 bool bus_worker_stopping(bus_worker_t *w);
 void bus_worker_wake(bus_worker_t *w);
 /* Sleep up to `ms`; returns early on stop, and on a wake when `wakeable`. */
+/* Note the wakeups so far: call at the start of a round of work, so that a
+ * wake that arrives during the round ends the sleep after it at once. */
+void bus_worker_mark(bus_worker_t *w);
 void bus_worker_sleep(bus_worker_t *w, int64_t ms, bool wakeable);
 /* Exponential backoff step: 0 -> MIN, then doubling up to MAX. */
 int64_t bus_backoff_next(int64_t prev_ms);

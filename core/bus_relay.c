@@ -217,6 +217,7 @@ static void *relay_main(void *arg)
     int seen_gen = -1;
     int64_t backoff = 0;
     while (c && !bus_worker_stopping(&r->w)) {
+        bus_worker_mark(&r->w); /* commits from here on wake the sleep below */
         int rc = relay_round(r, c, &seen_gen);
         if (rc == 0) {
             backoff = 0;
