@@ -521,8 +521,15 @@ int db_group_run(db_t *db, db_work_fn fn, void *arg)
     pthread_cond_init(&me.cond, NULL);
 
     pthread_mutex_lock(&db->glock);
-    if (db->gtail) db->gtail->next = &me;
-    else db->ghead = &me;
+    /* `me` is queued only until it is done: the leader unlinks it before
+     * this call can return */
+    if (db->gtail) {
+        db->gtail->next = &me;
+    } else {
+        // cppcheck-suppress autoVariables
+        db->ghead = &me;
+    }
+    // cppcheck-suppress autoVariables
     db->gtail = &me;
     while (!me.done && db->ghead != &me) pthread_cond_wait(&me.cond, &db->glock);
     if (!me.done) { /* the leader: take what is queued, run it unlocked */

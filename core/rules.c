@@ -406,21 +406,97 @@ static int tls_build(rules_tls_t *t)
     return 0;
 }
 
+/* The calling thread's state, current, with `file` loaded in it at *idx;
+ * NULL with a diag. */
+static rules_tls_t *tls_ready(rules_t *r, const char *file, int *idx)
+{
+    rules_tls_t *t = tls_get(r);
+    if (!t) return NULL;
+    if (!t->vm.L || t->gen != atomic_load(&r->gen))
+        if (tls_build(t) != 0) return NULL;
+    int i = 0;
+    while (i < t->n && strcmp(t->names[i], file) != 0) i++;
+    if (i == t->n) {
+        diag_set(DIAG_UNAVAILABLE, "rules: %s is not loaded", file);
+        return NULL;
+    }
+    if (t->errs[i]) {
+        diag_set(DIAG_UNAVAILABLE, "%s", t->errs[i]);
+        return NULL;
+    }
+    *idx = i;
+    return t;
+}
+
 int rules_call(rules_t *r, const char *file, const char *fn, const cJSON *args, cJSON **result,
                char version[RULES_VERSION_LEN])
 {
     *result = NULL;
     if (args && !cJSON_IsArray(args))
         return diag_set(DIAG_INTERNAL, "rules: arguments of %s %s() must be a JSON array", file, fn);
-    rules_tls_t *t = tls_get(r);
+    int i;
+    rules_tls_t *t = tls_ready(r, file, &i);
     if (!t) return -1;
-    if (!t->vm.L || t->gen != atomic_load(&r->gen))
-        if (tls_build(t) != 0) return -1;
-    int i = 0;
-    while (i < t->n && strcmp(t->names[i], file) != 0) i++;
-    if (i == t->n) return diag_set(DIAG_UNAVAILABLE, "rules: %s is not loaded", file);
-    if (t->errs[i]) return diag_set(DIAG_UNAVAILABLE, "%s", t->errs[i]);
     if (rules__vm_call(&t->vm, file, fn, args, result) != 0) return -1;
+    if (version) memcpy(version, t->srcs[i]->version, RULES_VERSION_LEN);
+    return 0;
+}
+
+/* --- bound arguments ------------------------------------------------------ */
+
+int rules_args_new(rules_t *r, int n, rules_args_t **out)
+{
+    *out = NULL;
+    if (n < 0 || n > RULES_ARGS_MAX)
+        return diag_set(DIAG_INTERNAL, "rules: %d arguments (at most %d)", n, RULES_ARGS_MAX);
+    rules_args_t *a = calloc(1, sizeof *a);
+    if (!a) return diag_set(DIAG_INTERNAL, "rules: out of memory");
+    a->r = r;
+    a->n = n;
+    *out = a;
+    return 0;
+}
+
+void rules_args_free(rules_args_t *a)
+{
+    if (!a) return;
+    rules_tls_t *t = pthread_getspecific(a->r->key);
+    if (t) rules__vm_unbind(&t->vm, a);
+    free(a);
+}
+
+int rules_args_set(rules_args_t *a, int pos, const cJSON *value)
+{
+    if (pos < 0 || pos >= a->n) return diag_set(DIAG_INTERNAL, "rules: no argument %d", pos);
+    a->val[pos] = value;
+    if (a->bound[pos]) a->dirty = true;
+    a->bound[pos] = false;
+    return 0;
+}
+
+int rules_args_bind(rules_args_t *a, int pos, const cJSON *value)
+{
+    if (pos < 0 || pos >= a->n) return diag_set(DIAG_INTERNAL, "rules: no argument %d", pos);
+    a->val[pos] = value;
+    a->bound[pos] = true;
+    a->any_bound = true;
+    a->dirty = true;
+    return 0;
+}
+
+int rules_call_args(rules_args_t *a, const char *file, const char *fn, cJSON **result,
+                    char version[RULES_VERSION_LEN])
+{
+    *result = NULL;
+    int i;
+    rules_tls_t *t = tls_ready(a->r, file, &i);
+    if (!t) return -1;
+    if (a->any_bound && (a->dirty || a->vm_serial != t->vm.serial)) {
+        rules__vm_unbind(&t->vm, a); /* only if it lives in this state */
+        if (rules__vm_bind(&t->vm, a) != 0) return -1;
+        a->dirty = false;
+    }
+    if (rules__vm_call_args(&t->vm, file, fn, a, result) != 0) return -1;
     if (version) memcpy(version, t->srcs[i]->version, RULES_VERSION_LEN);
     return 0;
 }

@@ -62,6 +62,41 @@ uint64_t rules_generation(const rules_t *r);
 int rules_call(rules_t *r, const char *file, const char *fn, const cJSON *args, cJSON **result,
                char version[RULES_VERSION_LEN]);
 
+/*
+ * Bound arguments: many calls of one function where some arguments stay the
+ * same (a shuffle calls pick(task, candidates) per task with the same
+ * candidates). A handle holds n argument positions (n <= RULES_ARGS_MAX):
+ * a position given with rules_args_set is converted at every call, like an
+ * element of rules_call's `args`; one given with rules_args_bind is
+ * converted into Lua once per thread state and reused by the next calls
+ * (converted again after a reload rebuilt the state, or after a re-bind).
+ * A NULL value (or a position never given) is nil.
+ *
+ * The cJSON values are borrowed: keep them alive, and a bound one
+ * unchanged, while the handle is used (re-bind after a change). Budget,
+ * sandbox, generation check, result, version and errors are those of
+ * rules_call. A handle is used by one thread at a time; free it on the
+ * thread that made the calls (else its converted copy stays in that
+ * thread's state until the state is rebuilt), and before rules_close.
+ *
+ *   rules_args_t *a;
+ *   rules_args_new(r, 2, &a);
+ *   rules_args_bind(a, 1, candidates);           // converted once
+ *   for each task:
+ *       rules_args_set(a, 0, task);              // converted per call
+ *       rules_call_args(a, "shuffle.lua", "pick", &result, version);
+ *   rules_args_free(a);
+ */
+#define RULES_ARGS_MAX 8
+typedef struct rules_args rules_args_t;
+int rules_args_new(rules_t *r, int n, rules_args_t **out);
+void rules_args_free(rules_args_t *a);
+/* -1 (diag) when pos is outside 0..n-1. */
+int rules_args_set(rules_args_t *a, int pos, const cJSON *value);
+int rules_args_bind(rules_args_t *a, int pos, const cJSON *value);
+int rules_call_args(rules_args_t *a, const char *file, const char *fn, cJSON **result,
+                    char version[RULES_VERSION_LEN]);
+
 /* {"items":[{"file","version","loaded_at","error"}]} for GET /api/rules. */
 cJSON *rules_status(rules_t *r);
 

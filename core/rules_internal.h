@@ -36,7 +36,21 @@ typedef struct rules_vm {
     int64_t deadline_ms; /* monotonic; the running call's budget ends here */
     uint64_t instr;      /* instructions counted (in hook steps) this call */
     bool tripped;        /* budget exceeded: the hook now fires every instruction */
+    uint64_t serial;     /* unique per state ever opened in the process (never 0) */
 } rules_vm_t;
+
+/* A bound-argument handle (rules.h). The converted bound values live in one
+ * state's registry as a table (positions 1..n), under `ref`. */
+struct rules_args {
+    rules_t *r;
+    int n;
+    const cJSON *val[RULES_ARGS_MAX];
+    bool bound[RULES_ARGS_MAX];
+    bool any_bound;
+    bool dirty;         /* a bound value changed since the conversion */
+    uint64_t vm_serial; /* the state holding the conversion; 0: none */
+    int ref;
+};
 
 /* --- rules_sandbox.c ------------------------------------------------------ */
 
@@ -57,6 +71,14 @@ int rules__vm_selftest(rules_vm_t *vm, const char *name);
  * NULL); the first result converted into *result. */
 int rules__vm_call(rules_vm_t *vm, const char *name, const char *fn, const cJSON *args,
                    cJSON **result);
+/* The same with the arguments of a handle (per-call values converted now,
+ * bound ones taken from the handle's table, which must be in this vm). */
+int rules__vm_call_args(rules_vm_t *vm, const char *name, const char *fn, const rules_args_t *a,
+                        cJSON **result);
+/* Convert the bound values of `a` into this vm (a->ref, a->vm_serial). */
+int rules__vm_bind(rules_vm_t *vm, rules_args_t *a);
+/* Drop the conversion of `a` if it lives in this vm. */
+void rules__vm_unbind(rules_vm_t *vm, rules_args_t *a);
 /* What a reload does to a candidate: scratch state, load, check that each of
  * fns[0..nfns) is defined, selftest. -1 with the diag on failure. */
 int rules__verify(const char *name, const char *src, size_t len, const char *const *fns,

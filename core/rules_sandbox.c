@@ -325,12 +325,29 @@ static int vm_load_k(lua_State *L)
     return 0;
 }
 
+/* [.. f] -> [.. f args...]: the arguments of a handle; bound ones from its
+ * table (pushed below f by the caller, at index `tbl`). Returns n. */
+static int push_handle_args(lua_State *L, const rules_args_t *a, int tbl)
+{
+    luaL_checkstack(L, a->n + LUA_MINSTACK, "too many arguments");
+    for (int pos = 0; pos < a->n; pos++) {
+        if (a->bound[pos])
+            lua_rawgeti(L, tbl, pos + 1);
+        else if (a->val[pos])
+            rules__json_push(L, a->val[pos], 0);
+        else
+            lua_pushnil(L);
+    }
+    return a->n;
+}
+
 /* [name fn args mode] -> [found r1 r2] ; protected. mode 0 only looks fn
- * up; mode 1 calls it with the JSON array `args` spread as arguments. */
+ * up; mode 1 calls it with the JSON array `args` spread as arguments; mode
+ * 2 with the arguments of the handle `args`. */
 static int vm_call_k(lua_State *L)
 {
     const char *name = lua_touserdata(L, 1), *fn = lua_touserdata(L, 2);
-    const cJSON *args = lua_touserdata(L, 3);
+    const void *args = lua_touserdata(L, 3);
     int mode = (int)lua_tointeger(L, 4);
     lua_settop(L, 0);
     lua_getfield(L, LUA_REGISTRYINDEX, RULES_ENVS); /* [envs] */
@@ -341,21 +358,52 @@ static int vm_call_k(lua_State *L)
         lua_pushboolean(L, 1);
         return 1;
     }
-    int n = args ? cJSON_GetArraySize(args) : 0;
-    luaL_checkstack(L, n + LUA_MINSTACK, "too many arguments");
-    for (const cJSON *a = args ? args->child : NULL; a; a = a->next)
-        rules__json_push(L, a, 0); /* [envs env f args...] */
-    lua_call(L, n, 2);                                             /* [envs env r1 r2] */
-    lua_pushboolean(L, 1);                                         /* [envs env r1 r2 true] */
-    lua_insert(L, -3);                                             /* [envs env true r1 r2] */
+    int n = 0;
+    if (mode == 2) {
+        const rules_args_t *a = args;
+        if (a->any_bound)
+            lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref); /* [envs env f tbl] */
+        else
+            lua_pushnil(L);
+        lua_insert(L, 3);                              /* [envs env tbl f] */
+        n = push_handle_args(L, a, 3);                 /* [envs env tbl f args...] */
+    } else {
+        const cJSON *arr = args;
+        n = arr ? cJSON_GetArraySize(arr) : 0;
+        luaL_checkstack(L, n + LUA_MINSTACK, "too many arguments");
+        for (const cJSON *el = arr ? arr->child : NULL; el; el = el->next)
+            rules__json_push(L, el, 0); /* [envs env f args...] */
+    }
+    lua_call(L, n, 2);     /* [envs env (tbl) r1 r2] */
+    lua_pushboolean(L, 1); /* [.. r1 r2 true] */
+    lua_insert(L, -3);     /* [.. true r1 r2] */
     return 3;
+}
+
+/* [a] -> [ref] ; protected: the bound values of handle `a` into a table
+ * kept in the registry. */
+static int vm_bind_k(lua_State *L)
+{
+    const rules_args_t *a = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lua_createtable(L, a->n, 0); /* [tbl] */
+    for (int pos = 0; pos < a->n; pos++) {
+        if (!a->bound[pos] || !a->val[pos]) continue;
+        rules__json_push(L, a->val[pos], 0); /* [tbl v] */
+        lua_rawseti(L, 1, pos + 1);         /* [tbl] */
+    }
+    lua_pushinteger(L, luaL_ref(L, LUA_REGISTRYINDEX)); /* [ref] */
+    return 1;
 }
 
 /* --- the internal API ------------------------------------------------------- */
 
+static _Atomic uint64_t g_serial;
+
 int rules__vm_open(rules_vm_t *vm, uint64_t seed, uint64_t stream)
 {
     memset(vm, 0, sizeof *vm);
+    vm->serial = atomic_fetch_add(&g_serial, 1) + 1;
     vm->mem_limit = RULES_MEM_LIMIT;
     vm->L = lua_newstate(vm_alloc, vm);
     if (!vm->L) return diag_set(DIAG_INTERNAL, "rules: cannot create a Lua state");
@@ -411,12 +459,10 @@ bool rules__vm_has_fn(rules_vm_t *vm, const char *name, const char *fn)
     return found;
 }
 
-int rules__vm_call(rules_vm_t *vm, const char *name, const char *fn, const cJSON *args,
-                   cJSON **result)
+/* [found r1 r2] -> []: the first result of a call into *result. */
+static int call_result(rules_vm_t *vm, const char *name, const char *fn, cJSON **result)
 {
     lua_State *L = vm->L;
-    *result = NULL;
-    if (vm_invoke(vm, name, fn, args, 1) != 0) return -1; /* [found r1 r2] */
     int rc;
     if (!lua_toboolean(L, 1)) {
         rc = diag_set(DIAG_UNAVAILABLE, "%s: no function '%s'", name, fn);
@@ -427,6 +473,50 @@ int rules__vm_call(rules_vm_t *vm, const char *name, const char *fn, const cJSON
     }
     lua_settop(L, 0); /* [] */
     return rc;
+}
+
+int rules__vm_call(rules_vm_t *vm, const char *name, const char *fn, const cJSON *args,
+                   cJSON **result)
+{
+    *result = NULL;
+    if (vm_invoke(vm, name, fn, args, 1) != 0) return -1; /* [found r1 r2] */
+    return call_result(vm, name, fn, result);
+}
+
+int rules__vm_call_args(rules_vm_t *vm, const char *name, const char *fn, const rules_args_t *a,
+                        cJSON **result)
+{
+    *result = NULL;
+    assert(!a->any_bound || a->vm_serial == vm->serial);
+    lua_State *L = vm->L;
+    assert(lua_gettop(L) == 0);
+    lua_pushcfunction(L, vm_call_k);        /* [k] */
+    lua_pushlightuserdata(L, (void *)name); /* [k name] */
+    lua_pushlightuserdata(L, (void *)fn);   /* [k name fn] */
+    lua_pushlightuserdata(L, (void *)a);    /* [k name fn a] */
+    lua_pushinteger(L, 2);                  /* [k name fn a 2] */
+    if (vm_pcall(vm, 4, 3, name) != 0) return -1; /* [found r1 r2] */
+    return call_result(vm, name, fn, result);
+}
+
+int rules__vm_bind(rules_vm_t *vm, rules_args_t *a)
+{
+    lua_State *L = vm->L;
+    assert(lua_gettop(L) == 0);
+    lua_pushcfunction(L, vm_bind_k);     /* [k] */
+    lua_pushlightuserdata(L, (void *)a); /* [k a] */
+    if (vm_pcall(vm, 1, 1, "rules") != 0) return -1; /* [ref] */
+    a->ref = (int)lua_tointeger(L, 1);
+    a->vm_serial = vm->serial;
+    lua_settop(L, 0);
+    return 0;
+}
+
+void rules__vm_unbind(rules_vm_t *vm, rules_args_t *a)
+{
+    if (vm->L && a->vm_serial == vm->serial) /* reuses a slot: no allocation */
+        luaL_unref(vm->L, LUA_REGISTRYINDEX, a->ref);
+    a->vm_serial = 0;
 }
 
 int rules__vm_selftest(rules_vm_t *vm, const char *name)
