@@ -17,7 +17,7 @@
 typedef struct chunk_row {
     char id[UUID_LEN];
     char assignee[UUID_LEN];
-    char title[TRACKER_TITLE_MAX * 4 + 1];
+    char title[TRACKER_TITLE_BYTES + 1];
     char jira_id[TRACKER_JIRA_MAX + 1];
 } chunk_row_t;
 

@@ -99,7 +99,7 @@ static int read_new_task(const cJSON *body, const char **title, const char **jir
         json_get_string(body, "description", false, description) < 0)
         return -1;
     size_t n = utf8_len(*title);
-    if (n < 1 || n > TRACKER_TITLE_MAX || strlen(*title) > TRACKER_TITLE_MAX * 4)
+    if (n < 1 || n > TRACKER_TITLE_MAX || strlen(*title) > TRACKER_TITLE_BYTES)
         return diag_set(DIAG_VALIDATION, "title must have 1..%d characters", TRACKER_TITLE_MAX);
     if (strpbrk(*title, "[]"))
         return diag_set(DIAG_VALIDATION,

@@ -15,7 +15,8 @@
 #include "core/plugin.h"
 #include "core/uuid.h"
 
-#define TRACKER_TITLE_MAX 200 /* characters */
+#define TRACKER_TITLE_MAX 200   /* characters */
+#define TRACKER_TITLE_BYTES 800 /* UTF-8: at most 4 bytes per character */
 #define TRACKER_JIRA_MAX 32
 #define TRACKER_DESCRIPTION_MAX 4000
 #define TRACKER_SHUFFLE_CHUNK 5000 /* tasks per shuffle transaction */
@@ -38,7 +39,7 @@ typedef struct tracker {
 
 typedef struct tracker_task {
     char id[UUID_LEN];
-    char title[TRACKER_TITLE_MAX * 4 + 1];
+    char title[TRACKER_TITLE_BYTES + 1];
     char jira_id[TRACKER_JIRA_MAX + 1];    /* "" = none */
     char *description;                     /* NULL = none; owned */
     bool done;
