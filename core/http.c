@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@
 #define CACHE_TOKEN_MAX 1024  /* longer tokens are verified every time */
 #define PENDING_HEADERS 16    /* http_add_header calls per request */
 #define CONNECTION_TIMEOUT 30 /* seconds of idleness before MHD closes */
+#define FD_RESERVE 256        /* descriptors kept for everything but HTTP clients */
 
 /* A verified token and the identity it carries. */
 typedef struct cache_entry {
@@ -864,6 +866,17 @@ int http_add_routes(http_server_t *s, const http_route_t *routes, void *ud)
     return 0;
 }
 
+/* Connections MHD may hold at once: what the descriptor limit allows after
+ * a reserve for databases, NATS and files (MHD's default is ~1,000). */
+static unsigned connection_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) return 60000;
+    if (rl.rlim_cur <= 2 * FD_RESERVE) return (unsigned)(rl.rlim_cur / 2);
+    rlim_t n = rl.rlim_cur - FD_RESERVE;
+    return n > 1000000 ? 1000000U : (unsigned)n;
+}
+
 static struct MHD_Daemon *start_daemon(http_server_t *s, unsigned flags, const struct sockaddr *sa,
                                        unsigned threads)
 {
@@ -876,6 +889,7 @@ static struct MHD_Daemon *start_daemon(http_server_t *s, unsigned flags, const s
                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U,
+                            MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
                             MHD_OPTION_END);
 }
 

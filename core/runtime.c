@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -252,6 +253,16 @@ static void stop_all(runtime_t *rt)
 }
 
 /* Block the signals we wait for, so every thread started after inherits it. */
+/* A server holds a descriptor per client: take the hard limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) log_warn("cannot raise the descriptor limit");
+    }
+}
+
 static void block_signals(sigset_t *set)
 {
     sigemptyset(set);
@@ -307,6 +318,7 @@ int runtime_serve(const config_t *cfg, const char *services)
         return 2;
     }
 
+    raise_fd_limit();
     sigset_t set;
     block_signals(&set);
     if (start_all(&rt, plugins, n) < 0) {
