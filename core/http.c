@@ -872,7 +872,7 @@ static unsigned connection_limit(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) return 60000;
-    if (rl.rlim_cur <= 2 * FD_RESERVE) return (unsigned)(rl.rlim_cur / 2);
+    if (rl.rlim_cur <= (rlim_t)FD_RESERVE * 2) return (unsigned)(rl.rlim_cur / 2);
     rlim_t n = rl.rlim_cur - FD_RESERVE;
     return n > 1000000 ? 1000000U : (unsigned)n;
 }
