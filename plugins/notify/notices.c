@@ -78,15 +78,14 @@ static void flush_lines(void *arg)
     service_t *svc = arg;
     notify_t *n = service_state(svc);
     pthread_t self = pthread_self();
-    notify_line_t *mine = NULL, **tail = &mine;
+    notify_line_t *mine = NULL; /* n->lines is newest first: prepending puts mine in order */
     pthread_mutex_lock(&n->lock);
     for (notify_line_t **pp = &n->lines; *pp;) {
         notify_line_t *l = *pp;
         if (pthread_equal(l->owner, self)) {
             *pp = l->next;
-            l->next = NULL;
-            *tail = l;
-            tail = &l->next;
+            l->next = mine;
+            mine = l;
         } else {
             pp = &l->next;
         }
@@ -95,17 +94,19 @@ static void flush_lines(void *arg)
     db_conn_t *c = db_conn(service_db(svc));
     char saved[64];
     snprintf(saved, sizeof(saved), "%s", log_trace());
-    for (notify_line_t *l = mine; l;) {
+    for (notify_line_t *l = mine; l; l = l->next) {
         bool dup = false;
-        for (notify_line_t *e = mine; e != l && !dup; e = e->next)
+        for (const notify_line_t *e = mine; e != l && !dup; e = e->next)
             dup = strcmp(e->event_id, l->event_id) == 0;
         if (!dup && c && committed_sent(c, l->event_id) == 1) {
             log_set_trace(l->trace_id);
             log_info("%s", l->text);
         }
-        notify_line_t *next = l->next;
-        line_free(l);
-        l = next;
+    }
+    while (mine) {
+        notify_line_t *next = mine->next;
+        line_free(mine);
+        mine = next;
     }
     log_set_trace(saved[0] ? saved : NULL);
 }
