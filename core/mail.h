@@ -35,7 +35,7 @@
 #define MAIL_ADDR_MAX 254
 #define MAIL_FROM_MAX 256
 #define MAIL_SUBJECT_MAX 2000          /* bytes of UTF-8 */
-#define MAIL_TEXT_MAX (1024 * 1024)    /* bytes of UTF-8 */
+#define MAIL_TEXT_MAX 1048576          /* bytes of UTF-8 (1 MiB) */
 #define MAIL_DATE_LEN 32               /* "Tue, 24 Nov 2026 10:00:00 +0000" + NUL */
 #define MAIL_FROM_DEFAULT "aTES <noreply@uberpopug.inc>"
 

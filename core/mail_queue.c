@@ -37,7 +37,7 @@
 
 #define MAIL_IDLE_MS 1000
 #define MAIL_BACKOFF_MIN_MS 1000
-#define MAIL_BACKOFF_MAX_MS (5 * 60 * 1000)
+#define MAIL_BACKOFF_MAX_MS (5LL * 60 * 1000)
 
 const char mail_core_migration[] =
     "CREATE TABLE mail_outbox ("

@@ -33,7 +33,7 @@
 
 #include "core/plugin.h"
 
-#define NOTIFY_STALE_MS (5 * 60 * 1000LL)
+#define NOTIFY_STALE_MS (5LL * 60 * 1000)
 #define NOTIFY_JIRA_MAX 64
 
 /* A notice line waiting for its transaction to commit. */
