@@ -81,8 +81,8 @@ for e in shuffled:
     if moved:
         t.eq(len(got), 1, "a task moved to p2: one notice")
         t(got and "p2@popug.test" in got[0], "the notice goes to the new assignee")
-        t("notify-%s.eml" % e["event_id"] in wait_for(lambda: spool(ates.data_dir), what="spool"),
-          "and a mail")
+        fname = "notify-%s.eml" % e["event_id"]
+        t(wait_for(lambda: fname in spool(ates.data_dir), what="the mail of " + fname), "and a mail")
     else:
         t.eq(got, [], "a task that stays with p1: no notice")
         t.eq(row, ("skipped", "unchanged", None), "recorded as skipped (unchanged)")
@@ -128,6 +128,7 @@ after = task_assigned(task_x, acc_x, previous=acc1["id"])
 publish(nc, after)
 wait_for(lambda: notices_of(ates, after["event_id"]), what="the notice after the duplicates")
 t.eq(len(notices_of(ates, dup["event_id"])), 1, "a duplicated event: one notice")
+wait_for(lambda: db_rows(ates.data_dir, "SELECT count(*) FROM mail_outbox")[0][0] == 0, what="mail outbox empty")
 t.eq(sum(1 for n in spool(ates.data_dir) if n == "notify-%s.eml" % dup["event_id"]), 1, "one mail")
 
 # --- 7. a full redelivery (the durable consumer deleted while ates is down) -------

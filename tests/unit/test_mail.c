@@ -387,6 +387,25 @@ static void test_queue_spool(void)
     T_CHECK(eventually(outbox_empty, db));
     T_EQ_INT(count_files(spool), 2);
     T_EQ_INT(qint(db, "SELECT count(*) FROM mail_sent", NULL), 3);
+
+    /* a crash after delivery, before the delete committed: the row is
+     * delivered again into the same single file, byte for byte */
+    mail_stop_all();
+    mail_msg_t m4 = {"notify-4", "d@uberpopug.inc", "Fourth", "z\n.dot\n"};
+    T_EQ_INT(enqueue_tx(db, &m4, 1), 0);
+    int64_t created = qint(db, "SELECT created_at FROM mail_outbox WHERE id = ?1", "notify-4");
+    char *first = NULL;
+    size_t first_len = 0;
+    T_EQ_INT(mail_format(&first, &first_len, &m4, FROM, created), 0);
+    T_EQ_INT(first ? mail_spool_write(spool, "notify-4", first, first_len) : -1, 0);
+    T_EQ_INT(mail_start(db, &cfg), 0); /* the restart */
+    T_CHECK(eventually(outbox_empty, db));
+    snprintf(path, sizeof(path), "%s/notify-4.eml", spool);
+    const char *again = read_file(path);
+    T_CHECK(first && again && strcmp(first, again) == 0);
+    free(first);
+    T_EQ_INT(count_files(spool), 3);
+    T_EQ_INT(count_all(spool), 3); /* no temp file left */
     mail_stop_all();
     db_close(db);
 }
@@ -420,6 +439,48 @@ static void test_queue_smtp_down(void)
     db_close(db);
 }
 
+/* The config keys of mail: mail_from (ATES_MAIL_FROM), notify_mail
+ * (ATES_NOTIFY_MAIL, a boolean in ates.lua). */
+static void test_config(void)
+{
+    char file[600];
+    snprintf(file, sizeof(file), "%s/ates.lua", g_dir);
+    FILE *f = fopen(file, "w");
+    if (!f) return;
+    fputs("return { notify_mail = true, mail_from = \"Popug Office <office@popug.test>\" }\n", f);
+    fclose(f);
+    unsetenv("ATES_MAIL_FROM");
+    unsetenv("ATES_NOTIFY_MAIL");
+    config_t c;
+    T_EQ_INT(config_load(&c, file), 0);
+    T_CHECK(c.notify_mail);
+    T_EQ_STR(c.mail_from, "Popug Office <office@popug.test>");
+    setenv("ATES_NOTIFY_MAIL", "0", 1);
+    T_EQ_INT(config_load(&c, file), 0);
+    T_CHECK(!c.notify_mail);
+    setenv("ATES_NOTIFY_MAIL", "maybe", 1);
+    T_EQ_INT(config_load(&c, file), -1);
+    T_CHECK(strstr(diag_last()->message, "ATES_NOTIFY_MAIL") != NULL);
+    unsetenv("ATES_NOTIFY_MAIL");
+    setenv("ATES_MAIL_FROM", "evil\r\nBcc: x@y.z", 1);
+    T_EQ_INT(config_load(&c, file), -1);
+    T_CHECK(strstr(diag_last()->message, "ATES_MAIL_FROM") != NULL);
+    unsetenv("ATES_MAIL_FROM");
+
+    f = fopen(file, "w");
+    if (!f) return;
+    fputs("return { }\n", f);
+    fclose(f);
+    T_EQ_INT(config_load(&c, file), 0);
+    T_CHECK(!c.notify_mail); /* off by default */
+    T_EQ_STR(c.mail_from, MAIL_FROM_DEFAULT);
+    f = fopen(file, "w");
+    if (!f) return;
+    fputs("return { mail_from = true }\n", f); /* a boolean only where one is meant */
+    fclose(f);
+    T_EQ_INT(config_load(&c, file), -1);
+}
+
 int main(void)
 {
     const char *base = getenv("ATES_TEST_TMP");
@@ -438,5 +499,6 @@ int main(void)
     test_spool();
     test_queue_spool();
     test_queue_smtp_down();
+    test_config();
     return t_done();
 }
