@@ -94,6 +94,11 @@ extern const char mail_core_migration[];
 /* Start the mail worker of `db` (one per service database): spool under
  * cfg->data_dir/mail or send to cfg->smtp_url, From cfg->mail_from. */
 int mail_start(db_t *db, const config_t *cfg);
+/* Deliver, in the calling thread, every row of db's mail_outbox that is
+ * due now, once (a failure schedules its retry as the worker does): for a
+ * process that queues mail and exits, e.g. a CLI command, when no running
+ * service may deliver it soon. The number of rows tried, or -1. */
+int mail_deliver_due(db_t *db, const config_t *cfg);
 /* Stop and join every mail worker (a delivery in progress is aborted and
  * retried at the next start). */
 void mail_stop_all(void);

@@ -291,19 +291,24 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int mail_start(db_t *db, const config_t *cfg)
+/* A worker for db with cfg's delivery settings, its thread not started. */
+static mail_worker_t *worker_new(db_t *db, const config_t *cfg)
 {
     mail_worker_t *w = calloc(1, sizeof(*w));
-    if (!w) return diag_set(DIAG_INTERNAL, "out of memory");
+    if (!w) {
+        diag_set(DIAG_INTERNAL, "out of memory");
+        return NULL;
+    }
     w->db = db;
     const char *from = cfg->mail_from[0] ? cfg->mail_from : MAIL_FROM_DEFAULT;
     if (snprintf(w->spool, sizeof(w->spool), "%s/mail", cfg->data_dir) >= (int)sizeof(w->spool)) {
         free(w);
-        return diag_set(DIAG_VALIDATION, "data dir path too long");
+        diag_set(DIAG_VALIDATION, "data dir path too long");
+        return NULL;
     }
     if (mail_from_addr(from, w->from_addr) < 0) {
         free(w);
-        return -1;
+        return NULL;
     }
     snprintf(w->from, sizeof(w->from), "%s", from);
     snprintf(w->smtp_url, sizeof(w->smtp_url), "%s", cfg->smtp_url);
@@ -313,6 +318,27 @@ int mail_start(db_t *db, const config_t *cfg)
                                    labels);
     w->failures = metrics_counter("ates_mail_failures_total", "Mail delivery attempts that failed",
                                   labels);
+    return w;
+}
+
+int mail_deliver_due(db_t *db, const config_t *cfg)
+{
+    mail_worker_t *w = worker_new(db, cfg);
+    db_conn_t *c = w ? db_conn(db) : NULL;
+    if (!c) {
+        free(w);
+        return -1;
+    }
+    int rc, n = 0;
+    while ((rc = mail_round(w, c)) == 1) n++; /* a failed row is not due again at once */
+    free(w);
+    return rc < 0 ? -1 : n;
+}
+
+int mail_start(db_t *db, const config_t *cfg)
+{
+    mail_worker_t *w = worker_new(db, cfg);
+    if (!w) return -1;
     pthread_mutex_init(&w->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

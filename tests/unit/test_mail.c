@@ -406,6 +406,16 @@ static void test_queue_spool(void)
     free(first);
     T_EQ_INT(count_files(spool), 3);
     T_EQ_INT(count_all(spool), 3); /* no temp file left */
+
+    /* no worker: a CLI-like process delivers what is due itself */
+    mail_stop_all();
+    mail_msg_t m5 = {"notify-5", "e@uberpopug.inc", "Fifth", "w"};
+    T_EQ_INT(enqueue_tx(db, &m5, 1), 0);
+    T_EQ_INT(mail_pending(db), 1);
+    T_EQ_INT(mail_deliver_due(db, &cfg), 1);
+    T_EQ_INT(mail_pending(db), 0);
+    T_EQ_INT(count_files(spool), 4);
+    T_EQ_INT(mail_deliver_due(db, &cfg), 0);
     mail_stop_all();
     db_close(db);
 }
