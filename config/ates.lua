@@ -15,4 +15,6 @@ return {
   -- admin_email = "admin@uberpopug.inc", -- ATES_ADMIN_EMAIL
   -- seed = 42,                           -- ATES_SEED: repeatable random choices
   -- smtp_url = "smtp://127.0.0.1:25",    -- ATES_SMTP_URL: unset spools mail to DATA/mail
+  -- mail_from = "aTES <noreply@uberpopug.inc>", -- ATES_MAIL_FROM: From of every mail
+  -- notify_mail = true,                  -- ATES_NOTIFY_MAIL: notify also mails each notice
 }

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "diag.h"
+#include "mail.h"
 
 #define CONFIG_LUA_BUDGET 10000000 /* instructions for evaluating the file */
 
@@ -31,7 +32,10 @@ const config_t *config_get(void) { return &g_config; }
 void config_set_global(const config_t *cfg) { g_config = *cfg; }
 
 /* One setting: its Lua key, its environment variable, and where it goes. */
-typedef enum { K_STR, K_PATH, K_INT, K_HHMM, K_ADDR, K_LEVEL, K_SEED, K_SMTP, K_ROLES, K_URL, K_COUNT } kind_t;
+typedef enum {
+    K_STR, K_PATH, K_INT, K_HHMM, K_ADDR, K_LEVEL, K_SEED, K_SMTP, K_ROLES, K_URL, K_COUNT,
+    K_FROM, K_BOOL
+} kind_t;
 typedef struct setting {
     const char *key;
     const char *env;
@@ -61,6 +65,8 @@ static const setting_t settings[] = {
     S("ops_roles", "ATES_OPS_ROLES", K_ROLES, ops_roles),
     S("jwks_url", "ATES_JWKS_URL", K_URL, jwks_url),
     S("http_threads", "ATES_HTTP_THREADS", K_COUNT, http_threads),
+    S("mail_from", "ATES_MAIL_FROM", K_FROM, mail_from),
+    S("notify_mail", "ATES_NOTIFY_MAIL", K_BOOL, notify_mail),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -82,6 +88,7 @@ static void defaults(config_t *c)
     snprintf(c->smtp_url, sizeof(c->smtp_url), "%s", "");
     c->log_level = LOG_INFO;
     snprintf(c->ops_roles, sizeof(c->ops_roles), "admin");
+    snprintf(c->mail_from, sizeof(c->mail_from), "%s", MAIL_FROM_DEFAULT);
 }
 
 static bool two_digits(const char *p, int *v)
@@ -187,6 +194,22 @@ static int apply(config_t *c, const setting_t *s, const char *text, const char *
             return diag_set(DIAG_VALIDATION, "%s: '%s' is not one of error, warn, info, debug",
                             origin, text);
         return 0;
+    case K_FROM:
+        if (strlen(text) >= s->size || mail_check_from(text) < 0)
+            return diag_set(DIAG_VALIDATION, "%s: '%s' is not 'Name <address>' or an address",
+                            origin, text);
+        memcpy(field, text, strlen(text) + 1);
+        return 0;
+    case K_BOOL:
+        if (!strcmp(text, "1") || !strcmp(text, "true") || !strcmp(text, "yes") || !strcmp(text, "on"))
+            *(bool *)field = true;
+        else if (!strcmp(text, "0") || !strcmp(text, "false") || !strcmp(text, "no") ||
+                 !strcmp(text, "off"))
+            *(bool *)field = false;
+        else
+            return diag_set(DIAG_VALIDATION, "%s: '%s' is not one of true, false, 1, 0, yes, no, on, off",
+                            origin, text);
+        return 0;
     case K_SEED: {
         errno = 0;
         unsigned long long v = strtoull(text, &end, 10);
@@ -257,7 +280,9 @@ static int read_table(lua_State *L, config_t *c, const char *file)
         int t = lua_type(L, -1);
         snprintf(origin, sizeof(origin), "%s: %s", file, s->key);
         int rc = 0;
-        if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+        if (t == LUA_TBOOLEAN && s->kind == K_BOOL) {
+            rc = apply(c, s, lua_toboolean(L, -1) ? "true" : "false", origin);
+        } else if (t == LUA_TSTRING || t == LUA_TNUMBER) {
             char text[1100];
             if (t == LUA_TNUMBER && lua_isinteger(L, -1))
                 snprintf(text, sizeof(text), "%lld", (long long)lua_tointeger(L, -1));
@@ -265,7 +290,8 @@ static int read_table(lua_State *L, config_t *c, const char *file)
                 snprintf(text, sizeof(text), "%s", lua_tostring(L, -1));
             rc = apply(c, s, text, origin);
         } else if (t != LUA_TNIL) {
-            rc = diag_set(DIAG_VALIDATION, "%s: must be a string or a number", origin);
+            rc = diag_set(DIAG_VALIDATION, "%s: must be a string or a number%s", origin,
+                         s->kind == K_BOOL ? " or a boolean" : "");
         }
         lua_pop(L, 1);
         if (rc < 0) return -1;

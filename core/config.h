@@ -37,6 +37,8 @@ typedef struct config {
     int http_threads;             /* ATES_HTTP_THREADS: handler threads, 0 = automatic */
     char jwks_url[CONFIG_STR];    /* ATES_JWKS_URL: also trust the keys published there */
     char ops_roles[CONFIG_STR];   /* roles allowed on operator routes (GET /api/rules) */
+    char mail_from[CONFIG_STR];   /* ATES_MAIL_FROM: From of every mail, "Name <addr>" */
+    bool notify_mail;             /* ATES_NOTIFY_MAIL: notify also mails each notice */
     char file[PATH_MAX];          /* the config file read, "" if none */
 } config_t;
 

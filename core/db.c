@@ -12,6 +12,7 @@
 
 #include "diag.h"
 #include "log.h"
+#include "mail.h"
 
 #define DB_STMT_CACHE 256 /* distinct SQL texts per connection */
 #define DB_HOOKS 16       /* after-commit hooks per transaction */
@@ -78,6 +79,7 @@ const char *const db_core_migrations[] = {
     "  job TEXT PRIMARY KEY,"
     "  last_day TEXT NOT NULL,"
     "  last_run_at INTEGER NOT NULL) WITHOUT ROWID;",
+    mail_core_migration, /* mail_outbox, mail_sent (core/mail_queue.c) */
     NULL,
 };
 

@@ -2,8 +2,8 @@
  * runtime: start, run and stop a set of services in one process (see
  * runtime.h). Order of start: clock, data dir, keys, schemas, rules, bus,
  * per service (database + migrations, plugin start), HTTP routes, streams,
- * relays and consumers, jobs, then the listening socket. Stop is the
- * reverse. Signals are blocked in every thread and taken by sigwait in the
+ * relays, mail workers and consumers, jobs, then the listening socket. Stop
+ * is the reverse. Signals are blocked in every thread and taken by sigwait in the
  * main thread, so no handler runs inside library code.
  */
 #include "runtime.h"
@@ -22,6 +22,7 @@
 #include "diag.h"
 #include "fetch.h"
 #include "log.h"
+#include "mail.h"
 #include "metrics.h"
 
 struct service {
@@ -225,6 +226,7 @@ static int start_service(runtime_t *rt, service_t *svc)
     if (p->streams && bus_ensure_streams(rt->bus, p->streams) < 0)
         log_diag(LOG_WARN, "streams not ensured yet (will retry)");
     if (bus_relay_start(rt->bus, svc->db) < 0) return -1;
+    if (mail_start(svc->db, &rt->cfg) < 0) return -1;
     if (p->subscriptions &&
         bus_consume_start(rt->bus, svc->db, p->name, p->streams, p->subscriptions, svc) < 0)
         return -1;
@@ -238,6 +240,7 @@ static void stop_all(runtime_t *rt)
     if (rt->http) http_stop(rt->http);
     if (rt->sched) sched_stop(rt->sched);
     if (rt->bus) bus_stop_all(rt->bus);
+    mail_stop_all();
     if (rt->rules) rules_watch_stop(rt->rules);
     for (int i = rt->nsvcs - 1; i >= 0; i--) {
         service_t *svc = &rt->svcs[i];
