@@ -66,6 +66,14 @@ typedef struct bus_subscription {
     bus_handler_fn handle;
 } bus_subscription_t;
 
+/* Parse a consumed message body: a JSON object with a valid event_id.
+ * Fills ev->body and ev->event_id; *body_out receives the parsed document
+ * (the caller frees it, also on failure). -1 with DIAG_VALIDATION. */
+int bus_event_parse(const char *raw, size_t len, cJSON **body_out, bus_event_t *ev);
+/* Check the envelope of a parsed body and validate it against its schema in
+ * `reg`; fills the envelope fields of `ev`. -1 with DIAG_VALIDATION. */
+int bus_event_check(const schema_registry_t *reg, const cJSON *body, bus_event_t *ev);
+
 /* Connect to `urls` (comma-separated), reconnecting forever in the
  * background; returns even while NATS is down (the relay and consumers wait
  * for it). `schemas` validates everything emitted and consumed. */

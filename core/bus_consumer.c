@@ -117,33 +117,6 @@ static int dead_letter(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m, con
     return bus_emit(c, cs->dlq_subject, "DeadLetter", 1, data, NULL);
 }
 
-/* Envelope fields into `ev`; -1 with a DIAG_VALIDATION diag when absent. */
-static int read_envelope(const cJSON *body, bus_event_t *ev)
-{
-    int64_t version = 0;
-    const cJSON *data = NULL;
-    if (json_get_string(body, "event_name", true, &ev->name) < 0 ||
-        json_get_int64(body, "event_version", true, &version) < 0 ||
-        json_get_string(body, "event_time", false, &ev->event_time) < 0 ||
-        json_get_string(body, "producer", false, &ev->producer) < 0 ||
-        json_get_string(body, "trace_id", false, &ev->trace_id) < 0 ||
-        json_get_object(body, "data", true, &data) < 0)
-        return -1;
-    if (version < 1 || version > 1000000) return diag_set(DIAG_VALIDATION, "bad event_version");
-    ev->version = (int)version;
-    ev->data = data;
-    return 0;
-}
-
-static int validate(bus_consumer_t *cs, const cJSON *body, bus_event_t *ev)
-{
-    if (read_envelope(body, ev) < 0) return -1;
-    const schema_registry_t *reg = cs->w.bus->schemas;
-    const cJSON *schema = reg ? schema_find(reg, ev->name, ev->version) : NULL;
-    if (!schema) return diag_set(DIAG_VALIDATION, "unknown event %s v%d", ev->name, ev->version);
-    return schema_validate(schema, body);
-}
-
 /* The handler failed: undo its savepoint, then dead-letter or nak. */
 static int after_failure(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m,
                          const bus_event_t *ev, outcome_t *out)
@@ -198,25 +171,20 @@ static int handle_msg(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m, outc
     if (!fn) return 0; /* not subscribed to this subject: ignored */
     char key[96];
     snprintf(key, sizeof(key), "%s:%llu", cs->stream, (unsigned long long)m->stream_seq);
-    cJSON *body = json_parse_strict(m->raw, (size_t)m->raw_len);
-    if (!cJSON_IsObject(body)) {
-        cJSON_Delete(body);
-        return dead_letter(cs, c, m, key, "body is not a JSON object", out);
-    }
-    bus_event_t ev = {.subject = m->subject, .body = body, .delivered = m->delivered};
+    bus_event_t ev = {.subject = m->subject, .delivered = m->delivered};
+    cJSON *body = NULL;
     int rc;
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(body, "event_id");
-    if (!cJSON_IsString(id) || !uuid_valid(id->valuestring)) {
-        rc = dead_letter(cs, c, m, key, "missing or invalid event_id", out);
+    char reason[sizeof(diag_last()->message)];
+    if (bus_event_parse(m->raw, (size_t)m->raw_len, &body, &ev) < 0) {
+        snprintf(reason, sizeof(reason), "%s", diag_last()->message);
+        rc = dead_letter(cs, c, m, key, reason, out);
         goto out;
     }
-    ev.event_id = id->valuestring;
     if ((rc = inbox_has(c, ev.event_id)) != 0) {
         rc = rc < 0 ? -1 : 0; /* already handled (or dead-lettered) */
         goto out;
     }
-    if (validate(cs, body, &ev) < 0) {
-        char reason[sizeof(diag_last()->message)];
+    if (bus_event_check(cs->w.bus->schemas, body, &ev) < 0) {
         snprintf(reason, sizeof(reason), "%s", diag_last()->message);
         rc = dead_letter(cs, c, m, ev.event_id, reason, out);
         goto out;

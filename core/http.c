@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +42,7 @@
 #define CACHE_TOKEN_MAX 1024  /* longer tokens are verified every time */
 #define PENDING_HEADERS 16    /* http_add_header calls per request */
 #define CONNECTION_TIMEOUT 30 /* seconds of idleness before MHD closes */
+#define FD_RESERVE 256        /* descriptors kept for everything but HTTP clients */
 
 /* A verified token and the identity it carries. */
 typedef struct cache_entry {
@@ -94,6 +96,7 @@ struct http_req {
     struct MHD_Response *resp; /* built by the answer, queued after the handler */
     int nheaders;
     header_kv_t headers[PENDING_HEADERS];
+    struct inject *inj;    /* set for http_inject: headers and query without MHD */
 };
 
 static int64_t now_us(void)
@@ -361,14 +364,24 @@ const char *http_param(const http_req_t *req, const char *name)
     return NULL;
 }
 
+static const char *inject_lookup(const struct inject *inj, int kind, const char *name);
+
 const char *http_query(const http_req_t *req, const char *name)
 {
+    if (req->inj) return inject_lookup(req->inj, MHD_GET_ARGUMENT_KIND, name);
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 const char *http_header(const http_req_t *req, const char *name)
 {
+    if (req->inj) return inject_lookup(req->inj, MHD_HEADER_KIND, name);
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+static const char *http_cookie(const http_req_t *req, const char *name)
+{
+    if (req->inj) return inject_lookup(req->inj, MHD_COOKIE_KIND, name);
+    return MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, name);
 }
 
 const cJSON *http_body_object(http_req_t *req)
@@ -518,7 +531,7 @@ static int authenticate(http_req_t *req, const http_rroute_t *route)
         token = authz + 7;
         while (*token == ' ') token++;
     } else {
-        token = MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, "ates_token");
+        token = http_cookie(req, "ates_token");
         from_cookie = token != NULL;
     }
     bool ok = token && *token && http_verify_token(req->srv, token, &req->auth) == 0;
@@ -618,6 +631,11 @@ static enum MHD_Result finish(http_req_t *req)
     struct MHD_Response *r = req->resp;
     req->resp = NULL;
     if (!r) return MHD_NO;
+    if (req->inj) { /* no connection: the status is the result */
+        MHD_destroy_response(r);
+        stats_record(req);
+        return MHD_YES;
+    }
     MHD_add_response_header(r, "X-Request-Id", req->trace);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     for (int i = 0; i < req->nheaders; i++)
@@ -685,6 +703,129 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
     log_warn("mhd: %s", msg);
 }
 
+/* --- requests without a socket (tests, fuzzing) ---------------------------- */
+
+#define INJECT_MAX_KV 64 /* headers + query arguments + cookies kept */
+
+typedef struct inject_kv {
+    int kind;    /* MHD_HEADER_KIND, MHD_GET_ARGUMENT_KIND or MHD_COOKIE_KIND */
+    char *name;  /* malloc'd */
+    char *value; /* malloc'd; NULL for an argument without '=' */
+} inject_kv_t;
+
+struct inject {
+    inject_kv_t kv[INJECT_MAX_KV];
+    int n;
+};
+
+static const char *inject_lookup(const struct inject *inj, int kind, const char *name)
+{
+    for (int i = 0; i < inj->n; i++) {
+        const inject_kv_t *kv = &inj->kv[i];
+        if (kv->kind != kind) continue;
+        bool same = kind == MHD_HEADER_KIND ? strcasecmp(kv->name, name) == 0
+                                            : strcmp(kv->name, name) == 0;
+        if (same) return kv->value;
+    }
+    return NULL;
+}
+
+/* Keep text[0..len) as name or value: '+' is a space in arguments, then
+ * percent-decoding; text that does not decode is kept as it came. */
+static char *inject_dup(const char *text, size_t len, bool decode)
+{
+    char *out = malloc(len + 1);
+    if (!out) return NULL;
+    memcpy(out, text, len);
+    out[len] = '\0';
+    if (!decode) return out;
+    for (size_t i = 0; i < len; i++)
+        if (out[i] == '+') out[i] = ' ';
+    char *dec = malloc(len + 1);
+    if (dec && http_pct_decode(out, len, dec) >= 0) {
+        free(out);
+        return dec;
+    }
+    free(dec);
+    return out;
+}
+
+static void inject_add(struct inject *inj, int kind, const char *name, size_t nlen,
+                       const char *value, size_t vlen, bool has_value)
+{
+    if (inj->n == INJECT_MAX_KV) return;
+    bool decode = kind == MHD_GET_ARGUMENT_KIND;
+    inject_kv_t *kv = &inj->kv[inj->n];
+    kv->kind = kind;
+    kv->name = inject_dup(name, nlen, decode);
+    kv->value = has_value ? inject_dup(value, vlen, decode) : NULL;
+    if (!kv->name || (has_value && !kv->value)) {
+        free(kv->name);
+        free(kv->value);
+        return;
+    }
+    inj->n++;
+}
+
+/* Split "a=1&b" (kind argument, sep '&') or "x=1; y=2" (kind cookie, sep ';'). */
+static void inject_split(struct inject *inj, int kind, const char *text, char sep)
+{
+    while (*text) {
+        while (kind == MHD_COOKIE_KIND && *text == ' ') text++;
+        size_t len = strcspn(text, (char[]){sep, '\0'});
+        const char *eq = memchr(text, '=', len);
+        if (len > 0) {
+            size_t nlen = eq ? (size_t)(eq - text) : len;
+            inject_add(inj, kind, text, nlen, eq ? eq + 1 : "", eq ? len - nlen - 1 : 0,
+                       eq != NULL);
+        }
+        text += len;
+        if (*text) text++;
+    }
+}
+
+static void inject_free(struct inject *inj)
+{
+    for (int i = 0; i < inj->n; i++) {
+        free(inj->kv[i].name);
+        free(inj->kv[i].value);
+    }
+    free(inj);
+}
+
+int http_inject(http_server_t *s, const char *method, const char *target,
+                const char *const *headers, const char *body, size_t len)
+{
+    http_req_t *req = req_new(s);
+    struct inject *inj = calloc(1, sizeof(*inj));
+    if (!req || !inj || req_set_path(req, target) < 0) {
+        free(inj);
+        req_free(req);
+        return 500;
+    }
+    req->inj = inj;
+    req->method = method;
+    req->path = req->raw;
+    for (const char *const *h = headers; h && h[0] && h[1]; h += 2) {
+        inject_add(inj, MHD_HEADER_KIND, h[0], strlen(h[0]), h[1], strlen(h[1]), true);
+        if (strcasecmp(h[0], "Cookie") == 0) inject_split(inj, MHD_COOKIE_KIND, h[1], ';');
+    }
+    const char *q = strchr(target, '?');
+    if (q) {
+        size_t qlen = strcspn(q + 1, "#");
+        char *query = inject_dup(q + 1, qlen, false);
+        if (query) inject_split(inj, MHD_GET_ARGUMENT_KIND, query, '&');
+        free(query);
+    }
+    if (len) body_append(req, body, len);
+    finish(req);
+    int status = req->answered && req->status ? req->status : 500;
+    req->inj = NULL;
+    inject_free(inj);
+    req_free(req);
+    return status;
+}
+
 /* --- the server ------------------------------------------------------------- */
 
 int http_create(http_server_t **out, const http_options_t *opts)
@@ -725,6 +866,17 @@ int http_add_routes(http_server_t *s, const http_route_t *routes, void *ud)
     return 0;
 }
 
+/* Connections MHD may hold at once: what the descriptor limit allows after
+ * a reserve for databases, NATS and files (MHD's default is ~1,000). */
+static unsigned connection_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) return 60000;
+    if (rl.rlim_cur <= 2 * FD_RESERVE) return (unsigned)(rl.rlim_cur / 2);
+    rlim_t n = rl.rlim_cur - FD_RESERVE;
+    return n > 1000000 ? 1000000U : (unsigned)n;
+}
+
 static struct MHD_Daemon *start_daemon(http_server_t *s, unsigned flags, const struct sockaddr *sa,
                                        unsigned threads)
 {
@@ -737,6 +889,7 @@ static struct MHD_Daemon *start_daemon(http_server_t *s, unsigned flags, const s
                             MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U,
+                            MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
                             MHD_OPTION_END);
 }
 

@@ -106,4 +106,12 @@ void http_reply_diag(http_req_t *req);
 /* Verify `token` (cached until it expires); 0 and *auth filled, or -1. */
 int http_verify_token(http_server_t *s, const char *token, http_auth_t *auth);
 
+/* Run one request through routing, authentication, body parsing and the
+ * handler without a socket (tests and fuzzing): `target` is the raw request
+ * target ("/api/x?a=1"), `headers` name, value pairs ending with NULL (a
+ * Cookie header is split into cookies). Returns the answer's status, 500
+ * when none could be built. Works on a server that was never started. */
+int http_inject(http_server_t *s, const char *method, const char *target,
+                const char *const *headers, const char *body, size_t len);
+
 #endif

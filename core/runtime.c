@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -31,7 +32,7 @@ struct service {
     bool started;  /* plugin->start succeeded */
 };
 
-typedef struct runtime {
+struct runtime {
     config_t cfg;
     service_t svcs[RUNTIME_MAX_SERVICES];
     int nsvcs;
@@ -41,7 +42,8 @@ typedef struct runtime {
     bus_t *bus;
     http_server_t *http;
     sched_t *sched;
-} runtime_t;
+    bool embedded; /* runtime_embed_open: no NATS, no threads, no socket */
+};
 
 /* --- the service API plugins see --------------------------------------- */
 
@@ -196,6 +198,10 @@ static int open_shared(runtime_t *rt)
     if (schema_registry_load(&rt->schemas, rt->cfg.schemas_dir) < 0) return -1;
     if (runtime_mkdirs(rt->cfg.rules_dir, 0755) < 0) return -1;
     if (rules_open(&rt->rules, rt->cfg.rules_dir, rt->cfg.seed) < 0) return -1;
+    if (rt->embedded) {
+        bus_set_schemas(rt->schemas); /* bus_emit validates without a connection */
+        return 0;
+    }
     return bus_open(&rt->bus, rt->cfg.nats_url, rt->schemas);
 }
 
@@ -212,6 +218,10 @@ static int start_service(runtime_t *rt, service_t *svc)
     if (p->start && p->start(svc) < 0) return -1;
     svc->started = true;
     if (p->routes && http_add_routes(rt->http, p->routes, svc) < 0) return -1;
+    if (rt->embedded) {
+        log_set_service(NULL);
+        return 0;
+    }
     if (p->streams && bus_ensure_streams(rt->bus, p->streams) < 0)
         log_diag(LOG_WARN, "streams not ensured yet (will retry)");
     if (bus_relay_start(rt->bus, svc->db) < 0) return -1;
@@ -243,6 +253,16 @@ static void stop_all(runtime_t *rt)
 }
 
 /* Block the signals we wait for, so every thread started after inherits it. */
+/* A server holds a descriptor per client: take the hard limit. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) log_warn("cannot raise the descriptor limit");
+    }
+}
+
 static void block_signals(sigset_t *set)
 {
     sigemptyset(set);
@@ -252,7 +272,9 @@ static void block_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
-static int start_all(runtime_t *rt, const plugin_t **plugins, int n)
+/* Everything up to the threads: shared parts, the HTTP server (not
+ * started) with the ops routes, and each service. */
+static int open_all(runtime_t *rt, const plugin_t **plugins, int n)
 {
     if (open_shared(rt) < 0) return -1;
     http_options_t hopts = {.host = rt->cfg.http_host, .port = rt->cfg.http_port,
@@ -270,6 +292,12 @@ static int start_all(runtime_t *rt, const plugin_t **plugins, int n)
             return -1;
         }
     }
+    return 0;
+}
+
+static int start_all(runtime_t *rt, const plugin_t **plugins, int n)
+{
+    if (open_all(rt, plugins, n) < 0) return -1;
     if (rules_watch_start(rt->rules) < 0 || sched_start(rt->sched) < 0) return -1;
     return http_start(rt->http);
 }
@@ -290,6 +318,7 @@ int runtime_serve(const config_t *cfg, const char *services)
         return 2;
     }
 
+    raise_fd_limit();
     sigset_t set;
     block_signals(&set);
     if (start_all(&rt, plugins, n) < 0) {
@@ -311,4 +340,39 @@ int runtime_serve(const config_t *cfg, const char *services)
     stop_all(&rt);
     log_info("stopped");
     return 0;
+}
+
+/* --- embedded: the services without threads (fuzzing, tests) ----------- */
+
+int runtime_embed_open(runtime_t **out, const config_t *cfg, const char *services)
+{
+    *out = NULL;
+    const plugin_t *plugins[RUNTIME_MAX_SERVICES];
+    int n = 0;
+    if (runtime_select(services, plugins, RUNTIME_MAX_SERVICES, &n) < 0 ||
+        clock_configure(cfg->tz, cfg->day_close_minute) < 0)
+        return -1;
+    runtime_t *rt = calloc(1, sizeof(*rt));
+    if (!rt) return diag_set(DIAG_INTERNAL, "out of memory");
+    rt->cfg = *cfg;
+    rt->embedded = true;
+    config_set_global(&rt->cfg);
+    if (open_all(rt, plugins, n) < 0) {
+        runtime_embed_close(rt);
+        return -1;
+    }
+    *out = rt;
+    return 0;
+}
+
+http_server_t *runtime_embed_http(runtime_t *rt) { return rt->http; }
+
+const jwt_keys_t *runtime_embed_keys(runtime_t *rt) { return rt->keys; }
+
+void runtime_embed_close(runtime_t *rt)
+{
+    if (!rt) return;
+    stop_all(rt);
+    bus_set_schemas(NULL);
+    free(rt);
 }

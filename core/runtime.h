@@ -20,6 +20,19 @@ int runtime_select(const char *csv, const plugin_t **out, int max, int *n);
  * (0 clean stop, 1 failure to start, 2 bad configuration). */
 int runtime_serve(const config_t *cfg, const char *services);
 
+/*
+ * Embedded: the services of `services` with their databases, rules, keys
+ * and routes, but without threads or sockets (no NATS connection, relay,
+ * consumers, scheduler, rules watcher, nor a listening HTTP server):
+ * requests go through http_inject. Events stay in the outboxes. For
+ * fuzzing and tests of whole request paths.
+ */
+typedef struct runtime runtime_t;
+int runtime_embed_open(runtime_t **out, const config_t *cfg, const char *services);
+http_server_t *runtime_embed_http(runtime_t *rt);
+const jwt_keys_t *runtime_embed_keys(runtime_t *rt);
+void runtime_embed_close(runtime_t *rt);
+
 /* Create `path` and its parents with `mode` (existing directories are fine). */
 int runtime_mkdirs(const char *path, unsigned mode);
 

@@ -6,7 +6,9 @@ set -euo pipefail
 pkgs=(cmake make gcc pkg-config python3 tzdata ca-certificates
       liblua5.4-dev libmicrohttpd-dev libsqlite3-dev libnats-dev libcjson-dev
       libssl-dev libsodium-dev libcurl4-openssl-dev nats-server wrk curl
-      clang-tidy cppcheck chromium fonts-dejavu-core)
+      clang-tidy cppcheck clang libclang-rt-14-dev)
+# the browser tests (tests/browser): Debian's chromium and a font for its screenshots
+pkgs+=(chromium fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
