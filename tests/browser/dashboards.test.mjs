@@ -351,7 +351,7 @@ async function run() {
     assert.ok(await page.locator('#days-chart svg rect.bar').count() >= 1, 'a bar per day');
     assert.ok(await page.locator('#close-card').isHidden(), 'closing a day is for admins');
     const kiwi = (await api('accountant').get(`/api/accounting/accounts/${USERS.popug.id}`)).body;
-    await page.getByLabel('Account').fill(USERS.popug.id);
+    await page.getByLabel('Account', { exact: true }).fill(USERS.popug.id);
     await page.locator('#acct-show').click();
     await assertText(page.locator('#acct-summary'), money(kiwi.balance_cents));
     await assertCount(page.locator('#acct-entries tbody tr'), kiwi.entries.length);
@@ -359,7 +359,7 @@ async function run() {
     await page.locator('#acct-entries tbody tr button.link').first().click();
     await assertText(page.locator('#acct-entries tr.details-row'), /Assign fee \$[\d.,]+ · reward \$[\d.,]+/);
     // a readable error for an id that is no account
-    await page.getByLabel('Account').fill('not-an-id');
+    await page.getByLabel('Account', { exact: true }).fill('not-an-id');
     await page.locator('#acct-show').click();
     await assertText(page.locator('#acct-msg'), /Enter an account id/);
   }, ['accounting']);
@@ -370,7 +370,7 @@ async function run() {
     const today = (await api('admin').get('/api/accounting/today')).body;
     await assertText(page.locator('#today-earnings'), money(today.management_earnings_cents));
     await page.waitForFunction(() => document.querySelectorAll('#acct-ids option').length > 0);
-    await page.getByLabel('Account').fill(USERS.popug.email);
+    await page.getByLabel('Account', { exact: true }).fill(USERS.popug.email);
     await page.locator('#acct-show').click();
     await assertText(page.locator('#acct-summary'), USERS.popug.name);
     await shot(page, 'accounting-admin-desktop');
@@ -401,7 +401,7 @@ async function run() {
     const now = (await api('admin').get('/api/analytics/today')).body;
     await assertText(page.locator('#an-earnings'), money(now.management_earnings_cents));
     await assertText(page.locator('#an-negative'), String(now.negative_accounts));
-    await page.getByLabel('Per').selectOption('day');
+    await page.getByLabel('Per', { exact: true }).selectOption('day');
     await page.locator('#exp-from').fill(today.day);
     await page.locator('#exp-to').fill(today.day);
     await page.locator('#exp-show').click();

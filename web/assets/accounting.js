@@ -38,13 +38,15 @@ function entriesTable(entries, id) {
       h('span', { class: 'nowrap', title: e.created_at || '' }, time(e.created_at)),
       h('span', { class: `badge ${e.kind}` }, KIND[e.kind] || e.kind),
       { value: money(signed(e)), class: signed(e) < 0 ? 'neg' : 'pos' },
-      h('span', null, e.description || '—'),
+      h('span', null, e.description ? e.description.charAt(0).toUpperCase() + e.description.slice(1) : '—'),
       e.task_id
         ? (canPrice ? priceButton(e.task_id) : h('span', { class: 'mono', title: e.task_id }, shortId(e.task_id)))
         : '—',
     ],
   }));
-  return table([{ label: 'Time' }, { label: 'Kind' }, { label: 'Amount', num: true }, { label: 'Description' }, { label: 'Task' }],
+  // on phones the kind (the amount's sign tells it) and, for popugs, the task id are left out
+  return table([{ label: 'Time' }, { label: 'Kind', minor: true }, { label: 'Amount', num: true }, { label: 'Description' },
+    { label: 'Task', minor: !canPrice }],
     rows, { label: 'Audit log', id });
 }
 
@@ -155,7 +157,8 @@ async function loadDays() {
     const earn = sum('management_earnings_cents');
     $('#range-earnings').textContent = money(earn);
     $('#range-earnings').className = 'value ' + moneyClass(earn);
-    $('#range-days').textContent = `${dayShort(from)} – ${dayShort(to)} · ${plural(items.length, 'day', 'days')} with activity`;
+    const active = items.filter((d) => ['debits_cents', 'credits_cents', 'payouts_cents'].some((k) => Number(d[k]))).length;
+    $('#range-days').textContent = `${dayShort(from)} – ${dayShort(to)} · ${plural(active, 'day', 'days')} with activity`;
     $('#range-payouts').textContent = money(sum('payouts_cents'));
     $('#range-closed').textContent = `${items.filter((d) => d.closed).length} of ${items.length} closed`;
     fill($('#days-chart'), items.length

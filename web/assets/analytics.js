@@ -41,6 +41,16 @@ async function loadToday() {
   $('#an-negative').className = 'value ' + (n > 0 ? 'neg' : '');
 }
 
+/* A period as the table shows it: a day, the week starting on a day, a month. */
+function periodLong(p, period) {
+  if (period === 'day' && isDay(p)) return dayLabel(p);
+  if (period === 'week' && isDay(p)) return 'Week of ' + dayShort(p);
+  if (period === 'month' && /^\d{4}-\d{2}$/.test(p)) {
+    return new Intl.DateTimeFormat(undefined, { month: 'long', year: 'numeric', timeZone: 'UTC' }).format(new Date(p + '-01T00:00:00Z'));
+  }
+  return String(p);
+}
+
 /* A period label such as "2024-03-04", "2024-W10" or "2024-03" made short for an axis. */
 function periodShort(p, period) {
   if (period === 'day' && isDay(p)) return dayShort(p);
@@ -65,7 +75,7 @@ async function loadExpensive() {
     $('#an-overall').textContent = overall ? money(overall.reward_cents) : '—';
     $('#an-overall-title').textContent = overall ? `${overall.title}${overall.jira_id ? ' · ' + overall.jira_id : ''}` : 'no completed task in the range';
     fill($('#exp-chart'), items.length
-      ? barChart(items.map((d) => ({ label: periodShort(d.period, period), title: `${d.period}: ${d.title}`, value: Number(d.reward_cents) || 0 })),
+      ? barChart(items.map((d) => ({ label: periodShort(d.period, period), title: d.task_id ? `${periodLong(d.period, period)}: ${d.title}` : `${periodLong(d.period, period)}: no task completed`, value: Number(d.reward_cents) || 0 })),
         { label: `Highest reward per ${period}, ${from} to ${to}`, format: moneyShort, formatFull: money })
       : null);
     fill($('#exp-table'), items.length
@@ -74,10 +84,10 @@ async function loadExpensive() {
           class: overall && overall.task_id === d.task_id ? 'highlight' : null,
           dataset: { task: d.task_id || '' },
           cells: [
-            h('span', { class: 'nowrap' }, period === 'day' ? dayLabel(d.period) : String(d.period)),
-            h('span', { class: 'task-title' }, d.title || '—'),
+            h('span', { class: 'nowrap', title: String(d.period) }, periodLong(d.period, period)),
+            d.task_id ? h('span', { class: 'task-title' }, d.title || '—') : h('span', { class: 'hint' }, 'No task completed'),
             d.jira_id ? h('span', { class: 'badge jira' }, d.jira_id) : '—',
-            money(d.reward_cents),
+            d.task_id ? money(d.reward_cents) : '—',
           ],
         })), { label: 'Most expensive task per period', id: 'expensive' })
       : h('p', { class: 'empty' }, 'No task was completed in this range.'));
