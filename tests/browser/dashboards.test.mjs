@@ -229,14 +229,14 @@ async function run() {
     const { page } = USERS.popug.session;
     await page.reload();
     const total = (await openTasks('admin', 'all', 'open')).length + (await openTasks('admin', 'all', 'done')).length;
-    assert.ok(total > 20 && total <= 40, `between one and two pages of tasks (${total})`);
+    assert.ok(total > 20, `more than a page of tasks (${total})`);
     const rows = page.locator('#all-list tbody tr');
     await assertCount(rows, 20);
     assert.ok(await page.locator('#all-prev').isDisabled());
     await page.getByRole('button', { name: 'Next →' }).click();
     await assertText(page.locator('#all-where'), /^Page 2/);
-    await assertCount(rows, total - 20);
-    assert.ok(await page.locator('#all-next').isDisabled());
+    await assertCount(rows, Math.min(20, total - 20));
+    assert.equal(await page.locator('#all-next').isDisabled(), total <= 40, 'a third page only when there are more than 40');
     await page.getByRole('button', { name: '← Previous' }).click();
     await assertText(page.locator('#all-where'), /^Page 1/);
     await page.getByLabel('Status').selectOption('done');
