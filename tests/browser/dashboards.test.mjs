@@ -1,0 +1,501 @@
+// browser.dashboards: the dashboards in a real browser (Debian's chromium
+// through playwright-core) against a real `ates serve` + nats-server on
+// loopback. Every role logs in; a popug creates a task (the title refuses
+// [ and ] before sending) and completes one of its own; a manager shuffles;
+// the all-tasks view filters and pages; an expired access cookie is renewed
+// silently and a dead session goes back to the login; API errors show as
+// readable messages; an accountant sees the per-day table; an admin sees
+// analytics and everyone else is refused there. A screenshot of every
+// dashboard is written under build/screenshots/ at desktop and 360 px.
+//
+// Prints one line per test and then "N passed, N failed, N skipped".
+
+import assert from 'node:assert/strict';
+import * as H from './harness.mjs';
+
+// ---------------------------------------------------------------------------
+// THE SWITCH. While the accounting and analytics plugins are not on main,
+// the tests that need them print SKIP (the server answers 404 "no such
+// resource" for their routes). Once both are merged, set this to true: a
+// missing plugin then fails those tests instead of skipping them.
+const REQUIRE_ACCOUNTING_AND_ANALYTICS = false;
+// ---------------------------------------------------------------------------
+
+const ADMIN = { email: 'admin@popug.test', password: 'admin-beak-shape', name: null, role: 'admin' };
+const USERS = {
+  admin: ADMIN,
+  manager: { email: 'boss@popug.test', password: 'boss-beak-shape', name: 'Boss Cockatoo', role: 'manager' },
+  accountant: { email: 'abacus@popug.test', password: 'abacus-beak-shape', name: 'Abacus Macaw', role: 'accountant' },
+  popug: { email: 'kiwi@popug.test', password: 'kiwi-beak-shape', name: 'Kiwi Lorikeet', role: 'popug' },
+  popug2: { email: 'lory@popug.test', password: 'lory-beak-shape', name: 'Lory Budgie', role: 'popug' },
+};
+const NAV = {
+  admin: ['Tasks', 'Accounting', 'Analytics'],
+  manager: ['Tasks', 'Accounting'],
+  accountant: ['Tasks', 'Accounting'],
+  popug: ['Tasks', 'Accounting'],
+};
+
+const usd = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
+const money = (c) => (Number(c) < 0 ? '−' : '') + usd.format(Math.abs(Number(c)) / 100);
+
+const counts = { passed: 0, failed: 0, skipped: 0 };
+const shots = [];
+const contexts = [];
+let browser;
+let ates;
+let nats;
+const plugins = { accounting: false, analytics: false };
+
+async function test(name, fn, needs = []) {
+  const missing = needs.filter((p) => !plugins[p]);
+  if (missing.length && !REQUIRE_ACCOUNTING_AND_ANALYTICS) {
+    counts.skipped++;
+    console.log(`SKIP ${name} — the ${missing.join(' and ')} plugin is not on this server `
+      + `(GET /api/${missing[0]}/today answered 404); REQUIRE_ACCOUNTING_AND_ANALYTICS in tests/browser/dashboards.test.mjs turns this into a failure`);
+    return;
+  }
+  const t0 = Date.now();
+  try {
+    if (missing.length) throw new Error(`the ${missing.join(' and ')} plugin is not on this server`);
+    await fn();
+    counts.passed++;
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    counts.failed++;
+    console.log(`FAIL ${name}: ${e && e.stack ? e.stack : e}`);
+  }
+}
+
+/* A fresh browser context signed in as `who` through the login page. */
+async function signIn(who, viewport = H.DESKTOP) {
+  const u = USERS[who];
+  const ctx = await H.newContext(browser, ates.base, viewport);
+  ctx.setDefaultTimeout(15000);
+  contexts.push(ctx);
+  const page = await ctx.newPage();
+  await page.goto('/');
+  await page.getByLabel('Email').fill(u.email);
+  await page.getByLabel('Beak shape').fill(u.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL('**/tracker');
+  await page.locator('#who-name').waitFor();
+  return { ctx, page };
+}
+
+async function shot(page, name) {
+  await page.waitForLoadState('networkidle');
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  const file = await H.screenshot(page, name);
+  shots.push(file);
+  return file;
+}
+
+const api = (who) => H.client(ates.base, USERS[who].token);
+
+async function openTasks(who, assignee = 'all', status = 'open') {
+  const out = [];
+  let after = null;
+  for (let i = 0; i < 100; i++) {
+    const r = await api(who).get(`/api/tasks?assignee=${assignee}&status=${status}&limit=500${after ? '&after=' + after : ''}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    out.push(...r.body.items);
+    after = r.body.next;
+    if (!after) break;
+  }
+  return out;
+}
+
+/* --- setup ------------------------------------------------------------------ */
+
+async function setup() {
+  nats = await H.startNats();
+  ates = await H.startAtes(nats.url, { ATES_ADMIN_EMAIL: ADMIN.email, ATES_ADMIN_PASSWORD: ADMIN.password });
+  ADMIN.token = (await H.login(ates.base, ADMIN.email, ADMIN.password)).access_token;
+  for (const [key, u] of Object.entries(USERS)) {
+    if (key === 'admin') continue;
+    const r = await api('admin').post('/api/accounts', { email: u.email, name: u.name, role: u.role, password: u.password });
+    assert.equal(r.status, 201, `create ${u.email}: ${JSON.stringify(r.body)}`);
+    u.id = r.body.id;
+    u.token = (await H.login(ates.base, u.email, u.password)).access_token;
+  }
+  ADMIN.id = (await api('admin').get('/api/auth/me')).body.id;
+  ADMIN.name = (await api('admin').get('/api/auth/me')).body.name;
+  for (const p of Object.keys(plugins)) {
+    const r = await H.client(ates.base).get(`/api/${p}/today`);
+    plugins[p] = r.status !== 404;
+  }
+  console.log(`server ${ates.base} (log ${ates.logPath}); accounting plugin: ${plugins.accounting ? 'yes' : 'NO'}; `
+    + `analytics plugin: ${plugins.analytics ? 'yes' : 'NO'}`);
+  // Tasks, by the manager's API, until Kiwi has two open ones and there are
+  // more than a page of them (the tracker learns accounts from events, so a
+  // create may answer 409 for a moment).
+  let created = 0;
+  await H.waitFor(async () => {
+    const r = await api('manager').post('/api/tasks', { title: `Groom the feathers #${created + 1}`, jira_id: `FTH-${created + 1}`,
+      description: created % 3 === 0 ? 'Preen, then a light mist of water.' : undefined });
+    if (r.status === 201) created++;
+    else if (r.status !== 409) throw new Error(`create: ${r.status} ${JSON.stringify(r.body)}`);
+    const mine = created >= 24 ? await openTasks('popug', 'me') : [];
+    return created >= 24 && mine.length >= 2;
+  }, 'seed tasks with two of them assigned to Kiwi', 60000, 20);
+  browser = await H.launchBrowser();
+}
+
+/* --- the tests --------------------------------------------------------------- */
+
+async function run() {
+  await test('login: a wrong beak shape shows the server’s message; empty fields are caught before sending', async () => {
+    const ctx = await H.newContext(browser, ates.base);
+    contexts.push(ctx);
+    const page = await ctx.newPage();
+    const posts = [];
+    page.on('request', (r) => { if (r.method() === 'POST') posts.push(r.url()); });
+    await page.goto('/');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await assertText(page.locator('#login-msg'), /enter your email/i);
+    assert.equal(posts.length, 0, 'nothing sent with empty fields');
+    await page.getByLabel('Email').fill(USERS.popug.email);
+    await page.getByLabel('Beak shape').fill('a-wrong-beak');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await assertText(page.locator('#login-msg'), 'Wrong email or password.');
+    assert.equal(new URL(page.url()).pathname, '/');
+    await shot(page, 'login-error-desktop');
+  });
+
+  for (const role of ['admin', 'manager', 'accountant', 'popug']) {
+    await test(`login as ${role}: lands on the tracker with name, role, its dashboards, HttpOnly cookie`, async () => {
+      const { ctx, page } = await signIn(role);
+      const u = USERS[role];
+      assert.equal(await page.locator('#who-name').textContent(), u.name);
+      assert.equal((await page.locator('#who-role').textContent()).toLowerCase(), role);
+      const nav = await page.locator('nav.nav a').allTextContents();
+      assert.deepEqual(nav, NAV[role]);
+      assert.equal(await page.locator('nav.nav a[aria-current="page"]').textContent(), 'Tasks');
+      const cookie = (await ctx.cookies()).find((c) => c.name === 'ates_token');
+      assert.ok(cookie && cookie.httpOnly, 'the access token is an HttpOnly cookie');
+      assert.ok(!(await page.evaluate(() => document.cookie)).includes('ates_token'), 'scripts cannot read the token');
+      assert.ok(await page.evaluate(() => sessionStorage.getItem('ates.refresh_token')), 'refresh token kept in sessionStorage');
+      USERS[role].session = { ctx, page };
+    });
+  }
+
+  await test('popug creates a task: the title refuses [ and ] before sending, the fix moves the jira id', async () => {
+    const { page } = USERS.popug.session;
+    const posts = [];
+    const onReq = (r) => { if (r.method() === 'POST' && r.url().endsWith('/api/tasks')) posts.push(r); };
+    page.on('request', onReq);
+    await page.getByLabel('Title').fill('[POP-77] Polish the swing');
+    await assertText(page.locator('#title-error'), /cannot contain \[ or \]/);
+    assert.equal(await page.getByLabel('Title').getAttribute('aria-invalid'), 'true');
+    await page.getByRole('button', { name: 'Create task' }).click();
+    await assertText(page.locator('#new-msg'), /nothing was sent/);
+    assert.equal(posts.length, 0, 'no POST /api/tasks with a bracket in the title');
+    await page.getByRole('button', { name: /Move “POP-77” to the Jira id field/ }).click();
+    assert.equal(await page.getByLabel('Title').inputValue(), 'Polish the swing');
+    assert.equal(await page.getByLabel(/Jira id/).inputValue(), 'POP-77');
+    assert.ok(await page.locator('#title-error').isHidden());
+    await page.getByLabel(/Description/).fill('Both ropes, and the bell.');
+    await page.getByRole('button', { name: 'Create task' }).click();
+    await assertText(page.locator('#new-msg'), /Created “Polish the swing”/);
+    page.off('request', onReq);
+    assert.equal(posts.length, 1);
+    const all = await openTasks('admin', 'all', 'open');
+    const t = all.find((x) => x.title === 'Polish the swing');
+    assert.ok(t, 'the task exists');
+    assert.equal(t.jira_id, 'POP-77');
+    assert.equal(t.description, 'Both ropes, and the bell.');
+  });
+
+  await test('popug completes one of its own tasks; it moves to Done', async () => {
+    const { page } = USERS.popug.session;
+    await page.reload();
+    const first = page.locator('#mine-open-list li.task').first();
+    await first.waitFor();
+    const id = await first.getAttribute('data-task');
+    const title = await first.locator('.task-title').textContent();
+    await first.getByRole('button', { name: /^Complete/ }).click();
+    await assertText(page.locator('#mine-msg'), `Done: “${title}”. Nice work!`);
+    const r = await api('popug').get(`/api/tasks/${id}`);
+    assert.equal(r.body.status, 'done');
+    assert.equal(r.body.assignee_id, USERS.popug.id);
+    await page.getByRole('button', { name: /^Done/ }).click();
+    await page.locator(`#mine-done-list li[data-task="${id}"]`).waitFor();
+    assert.equal(await page.locator('#mine-done-n').textContent(), '(1)');
+    USERS.popug.completed = id;
+  });
+
+  await test('all tasks: pages of 20 with next/previous, filters by status and assignee', async () => {
+    const { page } = USERS.popug.session;
+    await page.reload();
+    const total = (await openTasks('admin', 'all', 'open')).length + (await openTasks('admin', 'all', 'done')).length;
+    assert.ok(total > 20, `more than a page of tasks (${total})`);
+    const rows = page.locator('#all-list tbody tr');
+    await assertCount(rows, 20);
+    assert.ok(await page.locator('#all-prev').isDisabled());
+    await page.getByRole('button', { name: 'Next →' }).click();
+    await assertText(page.locator('#all-where'), /^Page 2/);
+    await assertCount(rows, Math.min(20, total - 20));
+    assert.equal(await page.locator('#all-next').isDisabled(), total <= 40, 'a third page only when there are more than 40');
+    await page.getByRole('button', { name: '← Previous' }).click();
+    await assertText(page.locator('#all-where'), /^Page 1/);
+    await page.getByLabel('Status').selectOption('done');
+    await assertText(page.locator('#all-where'), 'Page 1 · 1 task');
+    assert.deepEqual(await page.locator('#all-list tbody tr .badge.done').allTextContents(), ['Done']);
+    await page.getByLabel('Status').selectOption('open');
+    await page.getByLabel('Assignee').selectOption('me');
+    const mine = (await openTasks('popug', 'me', 'open')).length;
+    await assertText(page.locator('#all-where'), `Page 1 · ${mine} task${mine === 1 ? '' : 's'}`);
+    const who = await page.locator('#all-list tbody tr td:nth-child(3)').allTextContents();
+    assert.ok(who.length === mine && who.every((w) => w === 'you'), `every row is mine: ${who}`);
+  });
+
+  await test('manager shuffles and sees how many open tasks were reassigned; a popug has no shuffle', async () => {
+    assert.ok(await USERS.popug.session.page.locator('#shuffle-card').isHidden(), 'no shuffle for a popug');
+    const { page } = USERS.manager.session;
+    const open = (await openTasks('admin', 'all', 'open')).length;
+    assert.ok(open > 0);
+    await page.getByRole('button', { name: 'Shuffle open tasks' }).click();
+    await assertText(page.locator('#shuffle-msg'), `Shuffled: ${open} open tasks were reassigned.`);
+    assert.equal(await page.locator('#shuffle-msg').getAttribute('data-reassigned'), String(open));
+    await shot(page, 'tracker-manager-shuffled-desktop');
+  });
+
+  await test('an API error shows the CONTRACT message; a non-JSON failure is still a sentence', async () => {
+    const { ctx, page } = await signIn('popug2');
+    const tasksPath = (url) => url.pathname === '/api/tasks';
+    await page.route(tasksPath, (route) => (route.request().method() === 'POST'
+      ? route.fulfill({ status: 503, contentType: 'application/json',
+        body: JSON.stringify({ error: { code: 'unavailable', message: 'the tracker database is busy' } }) })
+      : route.continue()));
+    await page.getByLabel('Title').fill('Sweep the aviary');
+    await page.getByRole('button', { name: 'Create task' }).click();
+    await assertText(page.locator('#new-msg'), 'The tracker database is busy.');
+    await page.unroute(tasksPath);
+    await page.route(tasksPath, (route) => route.fulfill({ status: 502, contentType: 'text/html', body: '<h1>Bad Gateway</h1>' }));
+    await page.getByLabel('Status').selectOption('done');
+    await assertText(page.locator('#all-msg'), /^The server answered 502/);
+    await ctx.close();
+  });
+
+  await test('an expired access cookie is renewed with the refresh token; a dead session goes back to the login', async () => {
+    const { ctx, page } = await signIn('popug2');
+    const before = await page.evaluate(() => sessionStorage.getItem('ates.refresh_token'));
+    await ctx.clearCookies(); // what the browser does when the cookie's Max-Age runs out
+    await page.reload();
+    await assertText(page.locator('#who-name'), USERS.popug2.name);
+    await page.locator('#all-list table').waitFor();
+    const after = await page.evaluate(() => sessionStorage.getItem('ates.refresh_token'));
+    assert.ok(after && after !== before, 'the refresh token was rotated');
+    assert.ok((await ctx.cookies()).some((c) => c.name === 'ates_token' && c.value), 'a new access cookie');
+    // the spent token again: the server revokes the family; the page asks to sign in
+    await ctx.clearCookies();
+    await page.evaluate((t) => sessionStorage.setItem('ates.refresh_token', t), before);
+    await page.goto('/accounting');
+    await page.waitForURL(/\/\?expired=1&next=%2Faccounting$/);
+    await assertText(page.locator('#login-msg'), /session has ended/);
+    await page.getByLabel('Email').fill(USERS.popug2.email);
+    await page.getByLabel('Beak shape').fill(USERS.popug2.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL('**/accounting');
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForURL(/\/\?bye=1$/);
+    await assertText(page.locator('#login-msg'), /signed out/);
+    assert.equal(await page.evaluate(async () => (await fetch('/api/auth/me')).status), 401, 'the cookie is gone');
+    await page.goto('/tracker');
+    await page.waitForURL(/\/\?expired=1/);
+    await ctx.close();
+  });
+
+  await test('analytics refuses every role but admin with a readable message', async () => {
+    for (const role of ['popug', 'manager', 'accountant']) {
+      const { page } = USERS[role].session;
+      await page.goto('/analytics');
+      await assertText(page.locator('#refusal h1'), 'Analytics is for admins only');
+      assert.ok(await page.locator('#analytics').count() === 0 || await page.locator('#analytics').isHidden());
+    }
+  });
+
+  await test('popug sees its balance now and its audit log of a day', async () => {
+    const { page } = USERS.popug.session;
+    const me = await H.waitFor(async () => {
+      const r = await api('popug').get('/api/accounting/me');
+      return r.status === 200 && r.body.entries.some((e) => e.kind === 'credit') && r.body;
+    }, 'accounting booked Kiwi’s reward');
+    await page.goto('/accounting');
+    assert.ok(await page.locator('#company').isHidden(), 'no company numbers for a popug');
+    await assertText(page.locator('#my-balance'), money(me.balance_cents));
+    await assertCount(page.locator('#my-entries-table tbody tr'), me.entries.length);
+    assert.equal(await page.locator('#my-day').inputValue(), me.day);
+    await page.locator('#my-day').fill('2001-01-01');
+    await page.locator('#my-day').dispatchEvent('change');
+    await assertText(page.locator('#my-entries'), 'No entries on this day.');
+  }, ['accounting']);
+
+  await test('accountant sees today’s earnings, the per-day table and chart, and an account’s log', async () => {
+    const { page } = USERS.accountant.session;
+    const today = await H.waitFor(async () => {
+      const r = await api('accountant').get('/api/accounting/today');
+      return r.status === 200 && r.body;
+    }, 'accounting today');
+    const days = await H.waitFor(async () => {
+      const r = await api('accountant').get(`/api/accounting/days?from=${today.day}&to=${today.day}`);
+      const d = r.status === 200 && r.body.items.find((x) => x.day === today.day);
+      return d && d.credits_cents > 0 && d;
+    }, 'today in /api/accounting/days with Kiwi’s reward');
+    await page.goto('/accounting');
+    const row = page.locator(`#days tbody tr[data-day="${today.day}"]`);
+    await row.waitFor();
+    await assertText(row.locator('td').nth(1), money(days.management_earnings_cents));
+    await assertText(page.locator('#today-earnings'), money((await api('accountant').get('/api/accounting/today')).body.management_earnings_cents));
+    assert.ok(await page.locator('#days-chart svg rect.bar').count() >= 1, 'a bar per day');
+    assert.ok(await page.locator('#close-card').isHidden(), 'closing a day is for admins');
+    const kiwi = (await api('accountant').get(`/api/accounting/accounts/${USERS.popug.id}`)).body;
+    await page.getByLabel('Account', { exact: true }).fill(USERS.popug.id);
+    await page.locator('#acct-show').click();
+    await assertText(page.locator('#acct-summary'), money(kiwi.balance_cents));
+    await assertCount(page.locator('#acct-entries tbody tr'), kiwi.entries.length);
+    // a task's price from the log
+    await page.locator('#acct-entries tbody tr button.link').first().click();
+    await assertText(page.locator('#acct-entries tr.details-row'), /Assign fee \$[\d.,]+ · reward \$[\d.,]+/);
+    // a readable error for an id that is no account
+    await page.getByLabel('Account', { exact: true }).fill('not-an-id');
+    await page.locator('#acct-show').click();
+    await assertText(page.locator('#acct-msg'), /Enter an account id/);
+  }, ['accounting']);
+
+  await test('admin sees the accounting view and closes today; the table shows it closed', async () => {
+    const { page } = USERS.admin.session;
+    await page.goto('/accounting');
+    const today = (await api('admin').get('/api/accounting/today')).body;
+    await assertText(page.locator('#today-earnings'), money(today.management_earnings_cents));
+    await page.waitForFunction(() => document.querySelectorAll('#acct-ids option').length > 0);
+    await page.getByLabel('Account', { exact: true }).fill(USERS.popug.email);
+    await page.locator('#acct-show').click();
+    await assertText(page.locator('#acct-summary'), USERS.popug.name);
+    await shot(page, 'accounting-admin-desktop');
+    await page.locator('#close-day').fill(today.day);
+    await page.getByRole('button', { name: 'Close day…' }).click();
+    await page.getByRole('button', { name: 'Yes, close it' }).click();
+    await assertText(page.locator('#close-msg'), /Closed/);
+    await H.waitFor(async () => {
+      const r = await api('admin').get(`/api/accounting/days?from=${today.day}&to=${today.day}`);
+      return r.status === 200 && r.body.items.some((d) => d.day === today.day && d.closed);
+    }, 'today closed');
+    await page.locator('#days-show').click();
+    await assertText(page.locator(`#days tbody tr[data-day="${today.day}"] .badge`), 'Closed');
+  }, ['accounting']);
+
+  await test('admin sees analytics: today, the most expensive task per period, day by day', async () => {
+    const { page } = USERS.admin.session;
+    const today = await H.waitFor(async () => {
+      const r = await api('admin').get('/api/analytics/today');
+      return r.status === 200 && r.body;
+    }, 'analytics today');
+    const exp = await H.waitFor(async () => {
+      const r = await api('admin').get(`/api/analytics/most-expensive?period=day&from=${today.day}&to=${today.day}`);
+      return r.status === 200 && r.body.items.length > 0 && r.body;
+    }, 'analytics knows the completed task');
+    await page.goto('/analytics');
+    assert.ok(await page.locator('#refusal').count() === 0);
+    const now = (await api('admin').get('/api/analytics/today')).body;
+    await assertText(page.locator('#an-earnings'), money(now.management_earnings_cents));
+    await assertText(page.locator('#an-negative'), String(now.negative_accounts));
+    await page.getByLabel('Per', { exact: true }).selectOption('day');
+    await page.locator('#exp-from').fill(today.day);
+    await page.locator('#exp-to').fill(today.day);
+    await page.locator('#exp-show').click();
+    await assertCount(page.locator('#expensive tbody tr'), exp.items.length);
+    await assertText(page.locator('#expensive tbody tr').first(), exp.items[0].title);
+    await assertText(page.locator('#expensive tbody tr').first(), money(exp.items[0].reward_cents));
+    assert.equal(await page.locator('#exp-chart svg rect.bar').count(), exp.items.length);
+    await page.locator(`#an-days tbody tr[data-day="${today.day}"]`).waitFor();
+  }, ['analytics']);
+
+  await test('screenshots of every dashboard at desktop and 360 px; nothing wider than the phone', async () => {
+    const views = [
+      ['login', null, '/'],
+      ['tracker-popug', 'popug', '/tracker'],
+      ['tracker-manager', 'manager', '/tracker'],
+      ['accounting-popug', 'popug', '/accounting'],
+      ['accounting-accountant', 'accountant', '/accounting'],
+      ['accounting-admin', 'admin', '/accounting'],
+      ['analytics-admin', 'admin', '/analytics'],
+      ['analytics-refused-popug', 'popug', '/analytics'],
+    ];
+    for (const [size, vp] of [['desktop', H.DESKTOP], ['360px', H.PHONE]]) {
+      for (const [name, who, path] of views) {
+        let page = who ? USERS[who].session.page : null;
+        let fresh = null;
+        if (!page) {
+          fresh = await H.newContext(browser, ates.base, vp);
+          contexts.push(fresh);
+          page = await fresh.newPage();
+        }
+        await page.setViewportSize(vp);
+        await page.goto(path);
+        await page.locator(who ? '#who-name' : '#login-form').waitFor();
+        await shot(page, `${name}-${size}`);
+        const width = await page.evaluate(() => document.documentElement.scrollWidth);
+        assert.ok(width <= vp.width, `${name} at ${size} is ${width}px wide`);
+        if (fresh) await fresh.close();
+      }
+    }
+  });
+
+  await test('the browser asked nothing of any other host and no page threw', async () => {
+    const blocked = contexts.flatMap((c) => c.blocked);
+    const errors = contexts.flatMap((c) => c.pageErrors);
+    assert.deepEqual(blocked, []);
+    assert.deepEqual(errors, []);
+  });
+}
+
+/* Wait until the locator's text matches (a bound to give up, not a speed test). */
+async function assertText(locator, want, timeout = 15000) {
+  const deadline = Date.now() + timeout;
+  let got = null;
+  for (;;) {
+    got = (await locator.count()) ? (await locator.first().textContent()).trim() : null;
+    const ok = got !== null && (want instanceof RegExp ? want.test(got) : got.includes(want));
+    if (ok) return got;
+    if (Date.now() > deadline) assert.fail(`text of ${locator}: got ${JSON.stringify(got)}, want ${want}`);
+    await H.sleep(50);
+  }
+}
+
+async function assertCount(locator, n, timeout = 15000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const got = await locator.count();
+    if (got === n) return;
+    if (Date.now() > deadline) assert.fail(`count of ${locator}: got ${got}, want ${n}`);
+    await H.sleep(50);
+  }
+}
+
+async function main() {
+  try {
+    await setup();
+    await run();
+  } catch (e) {
+    counts.failed++;
+    console.log(`FAIL setup: ${e && e.stack ? e.stack : e}`);
+  }
+  for (const c of contexts) await c.close().catch(() => {});
+  if (browser) await browser.close().catch(() => {});
+  if (ates) {
+    const code = await ates.stop();
+    if (code === 0) counts.passed++;
+    else {
+      counts.failed++;
+      console.log(`FAIL ates did not stop cleanly (exit ${code}); log: ${ates.logPath}`);
+    }
+  }
+  if (nats) await nats.stop();
+  if (shots.length) console.log(`screenshots (${shots.length}) in ${H.SHOTS}:\n  ${shots.join('\n  ')}`);
+  console.log(`${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
+  process.exit(counts.failed || !counts.passed ? 1 : 0);
+}
+
+main();
