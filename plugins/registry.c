@@ -6,6 +6,7 @@
 
 extern const plugin_t auth_plugin;
 extern const plugin_t tracker_plugin;
+extern const plugin_t analytics_plugin;
 #ifdef ATES_TEST_PLUGIN
 extern const plugin_t probe_plugin;
 #endif
@@ -13,6 +14,7 @@ extern const plugin_t probe_plugin;
 const plugin_t *const ates_plugins[] = {
     &auth_plugin,
     &tracker_plugin,
+    &analytics_plugin,
 #ifdef ATES_TEST_PLUGIN
     &probe_plugin,
 #endif
