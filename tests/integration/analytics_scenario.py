@@ -138,13 +138,14 @@ def day_closed_events():
 STREAM_OF = {"ates.tasks": "ATES_TASKS", "ates.accounting": "ATES_ACCOUNTING", "ates.accounts": "ATES_ACCOUNTS"}
 
 
-def publish(nc, events):
-    """Publish to JetStream and wait for each PubAck. Returns {stream: count}."""
+def publish(nc, events, msg_id_prefix=""):
+    """Publish to JetStream and wait for each PubAck. Returns {stream: count}.
+    A msg_id_prefix makes the stream keep a copy of an event it already holds."""
     inbox = "_INBOX.analytics.%s" % uuid.uuid4().hex
     nc.subscribe(inbox)
     counts = {}
     for subject, ev in events:
-        hdrs = {"Nats-Msg-Id": ev["event_id"], "Ates-Event": ev["event_name"],
+        hdrs = {"Nats-Msg-Id": msg_id_prefix + ev["event_id"], "Ates-Event": ev["event_name"],
                 "Ates-Version": str(ev["event_version"])}
         nc.publish(subject, json.dumps(ev).encode(), headers=hdrs, reply=inbox)
         _, _, ack = nc.next_msg(timeout=10)
