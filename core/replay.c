@@ -82,7 +82,9 @@ static int collect_streams(replay_t *r)
 static int open_all(replay_t *r)
 {
     char path[PATH_MAX];
-    if (runtime_lock_service(r->cfg, r->p->name, &r->lock_fd) < 0) return -1;
+    if (runtime_mkdirs(r->cfg->data_dir, 0700) < 0 ||
+        runtime_lock_service(r->cfg, r->p->name, &r->lock_fd) < 0)
+        return -1;
     if (schema_registry_load(&r->schemas, r->cfg->schemas_dir) < 0 ||
         rules_open(&r->rules, r->cfg->rules_dir, r->cfg->seed) < 0 ||
         bus_open(&r->bus, r->cfg->nats_url, r->schemas) < 0)
