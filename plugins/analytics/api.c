@@ -102,7 +102,7 @@ static int balances_before(db_conn_t *c, const char *before, an_balance_t **out,
         if (rc == 1) (*out)[i].cents = sqlite3_column_int64(st, 0);
         sqlite3_reset(st);
     }
-    qsort(*out, (size_t)*n, sizeof(**out), by_id); /* SQLite's order is memcmp too; be sure */
+    if (*n > 1) qsort(*out, (size_t)*n, sizeof(**out), by_id); /* SQLite's is memcmp too; be sure */
     return st ? 0 : -1;
 }
 
@@ -125,9 +125,9 @@ static int negatives(db_conn_t *c, int32_t from, int32_t to, int64_t *neg)
         int32_t day;
         if (an_day_number(db_col_text(st, 0), &day) < 0) continue;
         for (; d < day && d <= to; d++) neg[d - from] = count;
-        an_balance_t key, *hit;
+        an_balance_t key = {.cents = 0}, *hit;
         snprintf(key.id, sizeof(key.id), "%s", db_col_text(st, 1));
-        hit = bsearch(&key, acc, (size_t)n, sizeof(*acc), by_id);
+        hit = n > 0 ? bsearch(&key, acc, (size_t)n, sizeof(*acc), by_id) : NULL;
         if (!hit) continue; /* an entry committed after the account list was read */
         int64_t cents = sqlite3_column_int64(st, 2);
         count += (cents < 0) - (hit->cents < 0);
@@ -198,7 +198,7 @@ void an_on_days(http_req_t *req, void *ud)
     }
     for (int i = 0; i < n; i++) {
         char day[CLOCK_DAY_LEN];
-        int64_t earned;
+        int64_t earned = 0;
         an_day_string(from + i, day);
         if (earnings(service_rules(svc), day, &t[i], &earned) < 0) goto fail;
         cJSON *it = cJSON_CreateObject();

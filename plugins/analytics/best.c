@@ -103,7 +103,7 @@ static int periods(rules_t *r, const char *period, int32_t from, int32_t to, an_
         return 0;
     }
     const char *fn = strcmp(period, "week") == 0 ? "first_day_of_week" : "first_day_of_month";
-    int32_t start, prev = 0;
+    int32_t start = 0, prev = 0;
     for (int32_t d = from;; d++) {
         if (d - from > AN_MAX_DAYS + AN_MAX_PERIOD)
             return diag_set(DIAG_UNAVAILABLE, AN_RULES ": %s() gives a period too long", fn);

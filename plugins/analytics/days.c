@@ -4,15 +4,22 @@
  * range of a query.
  */
 #include <stdio.h>
-#include <stdlib.h>
 
 #include "analytics.h"
 #include "core/diag.h"
 
+/* The number written by n digits at s (checked by clock_day_check). */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) v = v * 10 + (s[i] - '0');
+    return v;
+}
+
 int an_day_number(const char *day, int32_t *out)
 {
     if (!day || clock_day_check(day) < 0) return -1;
-    int y = atoi(day), m = atoi(day + 5), d = atoi(day + 8);
+    int y = digits(day, 4), m = digits(day + 5, 2), d = digits(day + 8, 2);
     if (m <= 2) y--;
     int era = (y >= 0 ? y : y - 399) / 400;
     int yoe = y - era * 400;
