@@ -73,7 +73,7 @@ end
 -- (arrays compare element by element); equal keys go to the smaller task id;
 -- nil leaves the task out. The service stores each task's key and indexes
 -- it, so a period's answer is a lookup; after a change of this function it
--- recomputes every key (seconds for a million tasks).
+-- recomputes every key (about half a minute for a million tasks).
 -- Default: the highest reward; among equal rewards the earliest completion;
 -- tasks not yet priced do not count.
 function expense_key(task)

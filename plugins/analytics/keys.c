@@ -20,7 +20,7 @@
  * remakes keys whose key_version is not V, and remakes stale keys. A key
  * made with a version that is no longer V is caught either by the pass
  * (made before V changed) or by the stale mark (after). While a pass runs,
- * answers mix old and new keys; it takes seconds for a million tasks.
+ * answers mix old and new keys; a million tasks take about half a minute.
  */
 #include <string.h>
 
