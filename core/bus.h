@@ -120,4 +120,18 @@ int64_t bus_outbox_pending(db_t *db);
 int bus_tail(bus_t *bus, const char *subject, bool from_start, long max, FILE *out,
              volatile bool *stop);
 
+/* --- durable consumers, for `ates replay` (bus_admin.c) ------------------ */
+
+/* Delete the durable consumer `durable` of `stream`; 0 also when it does
+ * not exist. -1 (diag unavailable) while NATS is down. */
+int bus_consumer_delete(bus_t *bus, const char *stream, const char *durable);
+/* The stream's last sequence and message count (0 and 0 when it does not
+ * exist). */
+int bus_stream_state(bus_t *bus, const char *stream, uint64_t *last_seq, uint64_t *msgs);
+/* How far `durable` has got on `stream`: *ack_floor = the stream sequence
+ * up to which every message is acked, *ack_pending = messages delivered and
+ * not yet acked. 0 and zeros when the consumer does not exist. */
+int bus_consumer_progress(bus_t *bus, const char *stream, const char *durable,
+                          uint64_t *ack_floor, int64_t *ack_pending);
+
 #endif

@@ -158,6 +158,19 @@ out:
     return rc;
 }
 
+/* --- replay ------------------------------------------------------------- */
+
+static int cmd_replay(const char *config_file, int argc, char **argv)
+{
+    if (argc != 2 || argv[1][0] == '-') {
+        fprintf(stderr, "ates replay: expected one service name (see ates replay --help)\n");
+        return 2;
+    }
+    config_t cfg;
+    if (load_config(config_file, &cfg) < 0) return 2;
+    return runtime_replay(&cfg, argv[1], stdout);
+}
+
 /* --- version ------------------------------------------------------------ */
 
 static int cmd_version(const char *config_file, int argc, char **argv)
@@ -192,6 +205,17 @@ static const command_t commands[] = {
      "  {subject, headers, event}. --from-start replays what the streams hold first;\n"
      "  --max stops after N events.\n",
      cmd_events},
+    {"replay", "rebuild a service's projections from the streams",
+     "usage: ates replay SERVICE\n"
+     "  Rebuilds SERVICE's projections (e.g. analytics) from JetStream: deletes its\n"
+     "  durable consumers, empties its projections and inbox, then consumes every\n"
+     "  stream it reads from the first message until it has caught up with what the\n"
+     "  streams held when it began, and prints the count and rate.\n"
+     "  Stop SERVICE first: replay refuses while a process serves it on this data\n"
+     "  dir, and `ates serve` of SERVICE refuses to start while replay runs; other\n"
+     "  services may keep running. Interrupted (Ctrl-C), the next `ates serve`\n"
+     "  finishes the rebuild. Exit status 0 done, 1 failure, 2 bad usage.\n",
+     cmd_replay},
     {"version", "print versions", "usage: ates version\n", cmd_version},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -47,6 +47,10 @@ typedef struct plugin {
     const plugin_rule_t *rules;            /* {NULL, NULL}-terminated */
     int (*start)(service_t *svc);          /* after migrations, before threads start */
     void (*stop)(service_t *svc);          /* after threads stopped */
+    /* Optional: empty the plugin's projections inside `tx`, so that `ates
+     * replay NAME` rebuilds them from the streams (the inbox is emptied and
+     * the durable consumers deleted by core). NULL: nothing to replay. */
+    int (*reset)(db_conn_t *tx);
 } plugin_t;
 
 /* The plugins linked into this binary (NULL-terminated), from plugins/registry.c. */

@@ -9,14 +9,17 @@
 #include "runtime.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "diag.h"
@@ -31,6 +34,8 @@ struct service {
     db_t *db;
     void *state;   /* the plugin's own, via service_set_state */
     bool started;  /* plugin->start succeeded */
+    bool locked;   /* lock_fd holds DATA/<name>.lock */
+    int lock_fd;
 };
 
 struct runtime {
@@ -56,6 +61,48 @@ rules_t *service_rules(service_t *svc) { return svc->rt->rules; }
 const jwt_keys_t *service_keys(service_t *svc) { return svc->rt->keys; }
 void *service_state(service_t *svc) { return svc->state; }
 void service_set_state(service_t *svc, void *state) { svc->state = state; }
+
+/* --- one service outside `serve` (ates replay) --------------------------- */
+
+service_t *runtime_service_new(const config_t *cfg, const plugin_t *p, db_t *db, bus_t *bus,
+                               rules_t *rules)
+{
+    runtime_t *rt = calloc(1, sizeof(*rt));
+    if (!rt) {
+        diag_set(DIAG_INTERNAL, "out of memory");
+        return NULL;
+    }
+    rt->cfg = *cfg;
+    rt->bus = bus;
+    rt->rules = rules;
+    rt->nsvcs = 1;
+    rt->svcs[0].plugin = p;
+    rt->svcs[0].rt = rt;
+    rt->svcs[0].db = db;
+    return &rt->svcs[0];
+}
+
+void runtime_service_free(service_t *svc)
+{
+    if (svc) free(svc->rt);
+}
+
+int runtime_lock_service(const config_t *cfg, const char *name, int *fd)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/%s.lock", cfg->data_dir, name) >= (int)sizeof(path))
+        return diag_set(DIAG_VALIDATION, "data dir path too long");
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*fd < 0) return diag_set(DIAG_UNAVAILABLE, "open %s: %s", path, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    int err = errno;
+    close(*fd);
+    *fd = -1;
+    if (err == EWOULDBLOCK)
+        return diag_set(DIAG_CONFLICT, "service %s is in use by another process (data dir %s)",
+                        name, cfg->data_dir);
+    return diag_set(DIAG_UNAVAILABLE, "lock %s: %s", path, strerror(err));
+}
 
 /* --- selection ---------------------------------------------------------- */
 
@@ -211,6 +258,8 @@ static int start_service(runtime_t *rt, service_t *svc)
     const plugin_t *p = svc->plugin;
     char path[PATH_MAX];
     log_set_service(p->name);
+    if (runtime_lock_service(&rt->cfg, p->name, &svc->lock_fd) < 0) return -1;
+    svc->locked = true;
     if (snprintf(path, sizeof(path), "%s/%s.db", rt->cfg.data_dir, p->name) >= (int)sizeof(path))
         return diag_set(DIAG_VALIDATION, "data dir path too long");
     if (db_open(&svc->db, p->name, path, db_core_migrations, p->migrations) < 0) return -1;
@@ -246,6 +295,7 @@ static void stop_all(runtime_t *rt)
         service_t *svc = &rt->svcs[i];
         if (svc->started && svc->plugin->stop) svc->plugin->stop(svc);
         db_close(svc->db);
+        if (svc->locked) close(svc->lock_fd);
     }
     http_free(rt->http);
     sched_free(rt->sched);
