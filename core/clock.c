@@ -209,6 +209,25 @@ int clock_day_check(const char *day)
     return parse_day(day, &n);
 }
 
+int clock_day_number(const char *day, int32_t *out)
+{
+    int64_t n;
+    if (parse_day(day, &n) < 0) return -1;
+    *out = (int32_t)n;
+    return 0;
+}
+
+void clock_day_string(int32_t n, char out[CLOCK_DAY_LEN]) { format_day(n, out); }
+
+int32_t clock_today(void)
+{
+    char day[CLOCK_DAY_LEN];
+    int32_t n = 0;
+    clock_day_of(clock_now_ms(), day);
+    clock_day_number(day, &n);
+    return n;
+}
+
 int clock_day_add(const char *day, int delta, char out[CLOCK_DAY_LEN])
 {
     int64_t n;

@@ -32,6 +32,12 @@ void clock_day_of(int64_t ms, char out[CLOCK_DAY_LEN]);
 int clock_day_check(const char *day);
 /* day + delta days (calendar arithmetic, no time zone involved). */
 int clock_day_add(const char *day, int delta, char out[CLOCK_DAY_LEN]);
+/* Day numbers: days since 1970-01-01 (proleptic Gregorian, no time zone),
+ * for ranges and arithmetic. -1 (diag validation) on a bad day. */
+int clock_day_number(const char *day, int32_t *out);
+void clock_day_string(int32_t n, char out[CLOCK_DAY_LEN]);
+/* The day number of the current business day. */
+int32_t clock_today(void);
 /* The instant (ms) at which business day `day` closes, in ATES_TZ; handles
  * DST gaps (a close time that does not exist that day moves forward) and
  * overlaps (the first occurrence). -1 on a bad day. */

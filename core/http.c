@@ -410,6 +410,21 @@ int http_page(http_req_t *req, int *limit, const char **after)
     return 0;
 }
 
+int http_day_range(http_req_t *req, int max_days, int32_t *from, int32_t *to)
+{
+    const char *f = http_query(req, "from"), *t = http_query(req, "to");
+    if (!t) *to = clock_today();
+    else if (clock_day_number(t, to) < 0)
+        return diag_set(DIAG_VALIDATION, "to must be a day YYYY-MM-DD");
+    if (!f) *from = *to;
+    else if (clock_day_number(f, from) < 0)
+        return diag_set(DIAG_VALIDATION, "from must be a day YYYY-MM-DD");
+    if (*from > *to) return diag_set(DIAG_VALIDATION, "from must not be after to");
+    if (*to - *from + 1 > max_days)
+        return diag_set(DIAG_VALIDATION, "a range covers at most %d days", max_days);
+    return 0;
+}
+
 bool http_role_in(const http_req_t *req, const char *roles)
 {
     if (!req->auth.present || !roles) return false;

@@ -86,6 +86,11 @@ const cJSON *http_body_object(http_req_t *req);
 /* `limit` (default 50, 1..500) and `after` of list endpoints; answers 422
  * and returns -1 on a bad value. */
 int http_page(http_req_t *req, int *limit, const char **after);
+/* `from` and `to` of a query over business days, as day numbers (see
+ * clock.h): `to` defaults to today, `from` to `to`. -1 with a validation
+ * diag (nothing answered) on a bad day, from after to, or a range of more
+ * than max_days days. */
+int http_day_range(http_req_t *req, int max_days, int32_t *from, int32_t *to);
 /* true when the caller's role is one of the comma-separated `roles`. */
 bool http_role_in(const http_req_t *req, const char *roles);
 

@@ -40,15 +40,6 @@ int an_meta_get(db_conn_t *c, const char *key, char *out, size_t cap);
 int an_meta_set(db_conn_t *c, const char *key, const char *value);
 int an_meta_del(db_conn_t *c, const char *key);
 
-/* days.c: day numbers (days since 1970-01-01) */
-int an_day_number(const char *day, int32_t *out); /* -1 (diag validation) on a bad day */
-void an_day_string(int32_t n, char out[CLOCK_DAY_LEN]);
-int32_t an_today(void);
-/* `from` and `to` of the query (to: default today; from: default to) as day
- * numbers; -1 with a validation diag on a bad day, from > to, or more than
- * AN_MAX_DAYS days. */
-int an_query_range(http_req_t *req, int32_t *from, int32_t *to);
-
 /* events.c: the handlers */
 int an_on_task_created(db_conn_t *tx, const bus_event_t *ev, void *ud);
 int an_on_task_completed(db_conn_t *tx, const bus_event_t *ev, void *ud);

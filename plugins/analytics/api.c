@@ -40,8 +40,8 @@ static int earnings(rules_t *r, const char *day, const an_totals_t *t, int64_t *
 static int load_totals(db_conn_t *c, int32_t from, int32_t to, an_totals_t *t)
 {
     char a[CLOCK_DAY_LEN], b[CLOCK_DAY_LEN];
-    an_day_string(from, a);
-    an_day_string(to, b);
+    clock_day_string(from, a);
+    clock_day_string(to, b);
     memset(t, 0, sizeof(*t) * (size_t)(to - from + 1));
     sqlite3_stmt *st = db_stmt(c, "SELECT day, debits_cents, credits_cents, payouts_cents, "
                                   "completed_tasks FROM days WHERE day BETWEEN ?1 AND ?2");
@@ -49,7 +49,7 @@ static int load_totals(db_conn_t *c, int32_t from, int32_t to, an_totals_t *t)
     int rc;
     while ((rc = db_step(c, st)) == 1) {
         int32_t n;
-        if (an_day_number(db_col_text(st, 0), &n) < 0 || n < from || n > to) continue;
+        if (clock_day_number(db_col_text(st, 0), &n) < 0 || n < from || n > to) continue;
         an_totals_t *x = &t[n - from];
         x->debits = sqlite3_column_int64(st, 1);
         x->credits = sqlite3_column_int64(st, 2);
@@ -110,8 +110,8 @@ static int balances_before(db_conn_t *c, const char *before, an_balance_t **out,
 static int negatives(db_conn_t *c, int32_t from, int32_t to, int64_t *neg)
 {
     char a[CLOCK_DAY_LEN], b[CLOCK_DAY_LEN];
-    an_day_string(from, a);
-    an_day_string(to, b);
+    clock_day_string(from, a);
+    clock_day_string(to, b);
     an_balance_t *acc = NULL;
     int n = 0, rc = -1;
     if (balances_before(c, a, &acc, &n) < 0) goto out;
@@ -123,7 +123,7 @@ static int negatives(db_conn_t *c, int32_t from, int32_t to, int64_t *neg)
     int32_t d = from;
     while ((rc = db_step(c, st)) == 1) {
         int32_t day;
-        if (an_day_number(db_col_text(st, 0), &day) < 0) continue;
+        if (clock_day_number(db_col_text(st, 0), &day) < 0) continue;
         for (; d < day && d <= to; d++) neg[d - from] = count;
         an_balance_t key = {.cents = 0}, *hit;
         snprintf(key.id, sizeof(key.id), "%s", db_col_text(st, 1));
@@ -151,9 +151,9 @@ void an_on_today(http_req_t *req, void *ud)
 {
     service_t *svc = ud;
     db_conn_t *c = db_conn(service_db(svc));
-    int32_t today = an_today();
+    int32_t today = clock_today();
     char day[CLOCK_DAY_LEN];
-    an_day_string(today, day);
+    clock_day_string(today, day);
     an_totals_t t;
     int64_t earned = 0, neg = 0;
     sqlite3_stmt *st = NULL;
@@ -181,7 +181,7 @@ void an_on_days(http_req_t *req, void *ud)
     service_t *svc = ud;
     db_conn_t *c = db_conn(service_db(svc));
     int32_t from, to;
-    if (an_query_range(req, &from, &to) < 0) {
+    if (http_day_range(req, AN_MAX_DAYS, &from, &to) < 0) {
         http_reply_diag(req);
         return;
     }
@@ -199,7 +199,7 @@ void an_on_days(http_req_t *req, void *ud)
     for (int i = 0; i < n; i++) {
         char day[CLOCK_DAY_LEN];
         int64_t earned = 0;
-        an_day_string(from + i, day);
+        clock_day_string(from + i, day);
         if (earnings(service_rules(svc), day, &t[i], &earned) < 0) goto fail;
         cJSON *it = cJSON_CreateObject();
         cJSON_AddItemToArray(items, it);

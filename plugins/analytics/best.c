@@ -47,7 +47,7 @@ static bool better(const an_best_t *a, const an_best_t *b)
 static int day_best(db_conn_t *c, int32_t day, an_best_t *out)
 {
     char d[CLOCK_DAY_LEN];
-    an_day_string(day, d);
+    clock_day_string(day, d);
     memset(out, 0, sizeof(*out));
     sqlite3_stmt *st = db_stmt(c, "SELECT id, title, jira_id, reward_cents, sort_key FROM tasks "
                                   "WHERE day = ?1 AND sort_key IS NOT NULL "
@@ -76,11 +76,11 @@ static int day_best(db_conn_t *c, int32_t day, an_best_t *out)
 static int period_start(rules_t *r, const char *fn, int32_t day, int32_t *out)
 {
     char d[CLOCK_DAY_LEN];
-    an_day_string(day, d);
+    clock_day_string(day, d);
     cJSON *args = cJSON_CreateArray(), *res = NULL;
     cJSON_AddItemToArray(args, cJSON_CreateString(d));
     int rc = rules_call(r, AN_RULES, fn, args, &res, NULL);
-    if (rc == 0 && (!cJSON_IsString(res) || an_day_number(res->valuestring, out) < 0 ||
+    if (rc == 0 && (!cJSON_IsString(res) || clock_day_number(res->valuestring, out) < 0 ||
                     *out > day || day - *out >= AN_MAX_PERIOD))
         rc = diag_set(DIAG_UNAVAILABLE, AN_RULES ": %s(\"%s\") must return a day on or before it",
                       fn, d);
@@ -123,7 +123,7 @@ static int periods(rules_t *r, const char *period, int32_t from, int32_t to, an_
 static cJSON *item(int32_t first, const an_best_t *b)
 {
     char d[CLOCK_DAY_LEN];
-    an_day_string(first, d);
+    clock_day_string(first, d);
     cJSON *it = cJSON_CreateObject();
     cJSON_AddStringToObject(it, "period", d);
     const char *fields[] = {"task_id", "title", "jira_id", "reward_cents"};
@@ -178,7 +178,7 @@ void an_on_most_expensive(http_req_t *req, void *ud)
         http_reply_error(req, DIAG_VALIDATION, "period must be day, week or month");
         return;
     }
-    if (an_query_range(req, &from, &to) < 0) {
+    if (http_day_range(req, AN_MAX_DAYS, &from, &to) < 0) {
         http_reply_diag(req);
         return;
     }
