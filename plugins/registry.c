@@ -6,6 +6,7 @@
 
 extern const plugin_t auth_plugin;
 extern const plugin_t tracker_plugin;
+extern const plugin_t accounting_plugin;
 extern const plugin_t notify_plugin;
 extern const plugin_t analytics_plugin;
 #ifdef ATES_TEST_PLUGIN
@@ -15,6 +16,7 @@ extern const plugin_t probe_plugin;
 const plugin_t *const ates_plugins[] = {
     &auth_plugin,
     &tracker_plugin,
+    &accounting_plugin,
     &notify_plugin,
     &analytics_plugin,
 #ifdef ATES_TEST_PLUGIN
