@@ -14,11 +14,10 @@ import assert from 'node:assert/strict';
 import * as H from './harness.mjs';
 
 // ---------------------------------------------------------------------------
-// THE SWITCH. While the accounting and analytics plugins are not on main,
-// the tests that need them print SKIP (the server answers 404 "no such
-// resource" for their routes). Once both are merged, set this to true: a
-// missing plugin then fails those tests instead of skipping them.
-const REQUIRE_ACCOUNTING_AND_ANALYTICS = false;
+// THE SWITCH. Both the accounting and analytics plugins are on main, so a
+// test that needs one fails when its routes answer 404. Setting this to
+// false turns those failures into SKIP lines (for a branch without them).
+const REQUIRE_ACCOUNTING_AND_ANALYTICS = true;
 // ---------------------------------------------------------------------------
 
 const ADMIN = { email: 'admin@popug.test', password: 'admin-beak-shape', name: null, role: 'admin' };
