@@ -62,9 +62,9 @@ static int queue_mail(db_conn_t *tx, service_t *svc, const char *account, const 
     char id[MAIL_ID_MAX + 1];
     snprintf(id, sizeof(id), "payout-%s-%s", day, account);
     mail_msg_t m = {.id = id, .to = "postmaster@localhost"};
-    if (rc == 0 && (!cJSON_IsString(subject) || !cJSON_IsString(text)))
+    if (rc == 0 && (!subject || !text || !cJSON_IsString(subject) || !cJSON_IsString(text)))
         rc = diag_set(DIAG_UNAVAILABLE, ACCT_PAYOUT ": mail() must return {subject, text} strings");
-    if (rc == 0) {
+    if (rc == 0 && subject && text) {
         m.subject = subject->valuestring;
         m.text = text->valuestring;
         if (mail_check(&m) < 0) /* the rule's part: a rule error fails the close */
@@ -154,6 +154,7 @@ static int load_settles(db_conn_t *tx, const char *day, settle_t **out, int *n)
 static int ask_payout(rules_args_t *a, int64_t balance, int64_t *pay, char version[RULES_VERSION_LEN])
 {
     cJSON *arg = cJSON_CreateNumber((double)balance), *res = NULL;
+    *pay = 0;
     int rc = rules_args_set(a, 0, arg);
     if (rc == 0) rc = rules_call_args(a, ACCT_PAYOUT, "payout", &res, version);
     int64_t carry = 0;
@@ -223,7 +224,7 @@ static int close_one(db_conn_t *tx, service_t *svc, const char *day, summary_t *
     if (load_settles(tx, day, &s, &n) < 0 || rules_args_new(service_rules(svc), 1, &a) < 0)
         goto out;
     for (int i = 0; i < n; i++) {
-        int64_t amount;
+        int64_t amount = 0;
         char version[RULES_VERSION_LEN];
         if (ask_payout(a, s[i].end_balance, &amount, version) < 0) goto out;
         if (s[i].end_balance - amount < 0) sum->negative++;
