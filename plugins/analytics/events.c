@@ -12,6 +12,7 @@
 #include "analytics.h"
 #include "core/diag.h"
 #include "core/json.h"
+#include "plugins/contract/contract.h"
 
 #define AN_TEXT_MAX 2048 /* v1 title buffer: the schema bounds titles at 300 characters */
 
@@ -22,30 +23,10 @@ static int bad(const bus_event_t *ev)
 
 /* --- tasks ------------------------------------------------------------------ */
 
-/* A v1 title "[UBERPOP-42] Fix the nest" -> jira "UBERPOP-42", title "Fix
- * the nest". Anything else stays as it is, with no jira id. */
-static void split_v1_title(const char *text, char title[AN_TEXT_MAX], char jira[AN_TEXT_MAX])
-{
-    snprintf(title, AN_TEXT_MAX, "%s", text);
-    jira[0] = '\0';
-    const char *p = text + strspn(text, " \t");
-    const char *close = *p == '[' ? strchr(p, ']') : NULL;
-    if (!close) return;
-    const char *j = p + 1 + strspn(p + 1, " \t");
-    const char *jend = close;
-    while (jend > j && (jend[-1] == ' ' || jend[-1] == '\t')) jend--;
-    const char *rest = close + 1 + strspn(close + 1, " \t");
-    size_t rlen = strlen(rest);
-    while (rlen > 0 && (rest[rlen - 1] == ' ' || rest[rlen - 1] == '\t')) rlen--;
-    if (jend == j || rlen == 0) return; /* "[] x" or "[X]": not the legacy form */
-    snprintf(jira, AN_TEXT_MAX, "%.*s", (int)(jend - j), j);
-    snprintf(title, AN_TEXT_MAX, "%.*s", (int)rlen, rest);
-}
-
 int an_on_task_created(db_conn_t *tx, const bus_event_t *ev, void *ud)
 {
     const char *id, *text, *jira_v2 = NULL;
-    char title[AN_TEXT_MAX], jira[AN_TEXT_MAX];
+    char title[AN_TEXT_MAX], jira[CONTRACT_JIRA_MAX + 1];
     if (json_get_string(ev->data, "task_id", true, &id) < 0 ||
         json_get_string(ev->data, "title", true, &text) < 0)
         return bad(ev);
@@ -55,7 +36,7 @@ int an_on_task_created(db_conn_t *tx, const bus_event_t *ev, void *ud)
         snprintf(title, sizeof(title), "%s", text);
         snprintf(jira, sizeof(jira), "%s", jira_v2 ? jira_v2 : "");
     } else {
-        split_v1_title(text, title, jira);
+        contract_split_v1_title(text, title, sizeof(title), jira);
     }
     sqlite3_stmt *st = db_stmt(tx, "INSERT INTO tasks(id, title, jira_id) VALUES (?1, ?2, ?3) "
                                    "ON CONFLICT(id) DO UPDATE SET title = excluded.title, "

@@ -3,13 +3,13 @@
  * from events: accounts (email, name, active) and task titles. Each new fact
  * releases the pending notices that waited for it.
  */
-#include <ctype.h>
 #include <string.h>
 
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/json.h"
 #include "notify.h"
+#include "plugins/contract/contract.h"
 
 /* AccountCreated v1 / AccountUpdated v1: upsert, newest event wins. */
 int notify_on_account(db_conn_t *tx, const bus_event_t *ev, void *ud)
@@ -35,30 +35,11 @@ int notify_on_account(db_conn_t *tx, const bus_event_t *ev, void *ud)
     return notify_resolve(tx, ud, id, false);
 }
 
-const char *notify_split_title(const char *title, char jira[NOTIFY_JIRA_MAX + 1])
-{
-    jira[0] = '\0';
-    if (title[0] != '[') return title;
-    const char *close = strchr(title, ']');
-    if (!close) return title;
-    const char *a = title + 1, *b = close;
-    while (a < b && isspace((unsigned char)*a)) a++;
-    while (b > a && isspace((unsigned char)b[-1])) b--;
-    const char *rest = close + 1;
-    while (isspace((unsigned char)*rest)) rest++;
-    if (a == b || b - a > NOTIFY_JIRA_MAX || !*rest) return title;
-    for (const char *p = a; p < b; p++)
-        if (*p == '[' || isspace((unsigned char)*p)) return title; /* not one id */
-    memcpy(jira, a, (size_t)(b - a));
-    jira[b - a] = '\0';
-    return rest;
-}
-
 /* TaskCreated v1 {title} (maybe "[JIRA] title") / v2 {title, jira_id}. */
 int notify_on_task_created(db_conn_t *tx, const bus_event_t *ev, void *ud)
 {
     const char *id, *title, *jira_v2 = NULL;
-    char jira[NOTIFY_JIRA_MAX + 1] = "";
+    char jira[CONTRACT_JIRA_MAX + 1] = "", split[NOTIFY_TITLE_MAX];
     if (json_get_string(ev->data, "task_id", true, &id) < 0 ||
         json_get_string(ev->data, "title", true, &title) < 0)
         return diag_set(DIAG_VALIDATION, "%s: %s", ev->name, diag_last()->message);
@@ -66,7 +47,8 @@ int notify_on_task_created(db_conn_t *tx, const bus_event_t *ev, void *ud)
         const cJSON *j = cJSON_GetObjectItemCaseSensitive(ev->data, "jira_id");
         if (cJSON_IsString(j) && j->valuestring[0]) jira_v2 = j->valuestring;
     } else {
-        title = notify_split_title(title, jira);
+        contract_split_v1_title(title, split, sizeof(split), jira);
+        title = split;
     }
     sqlite3_stmt *st = db_stmt(tx, "INSERT INTO tasks(id, title, jira_id) VALUES (?1, ?2, ?3) "
                                    "ON CONFLICT(id) DO UPDATE SET title = excluded.title, "

@@ -34,7 +34,7 @@
 #include "core/plugin.h"
 
 #define NOTIFY_STALE_MS (5LL * 60 * 1000)
-#define NOTIFY_JIRA_MAX 64
+#define NOTIFY_TITLE_MAX 2048 /* bytes of a v1 title; the schema bounds it at 300 characters */
 
 /* A notice line waiting for its transaction to commit. */
 typedef struct notify_line {
@@ -56,9 +56,6 @@ extern const char *const notify_migrations[];
 /* facts.c: the projections */
 int notify_on_account(db_conn_t *tx, const bus_event_t *ev, void *ud);
 int notify_on_task_created(db_conn_t *tx, const bus_event_t *ev, void *ud);
-/* Split a v1 title "[JIRA-1] Title" into jira (NUL-terminated, "" = none)
- * and the start of the title proper; a title without that form is kept. */
-const char *notify_split_title(const char *title, char jira[NOTIFY_JIRA_MAX + 1]);
 
 /* notices.c */
 int notify_on_assigned(db_conn_t *tx, const bus_event_t *ev, void *ud);
