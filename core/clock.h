@@ -20,6 +20,7 @@ int clock_close_minute(void);
 
 int64_t clock_now_ms(void);      /* CLOCK_REALTIME, ms since the epoch */
 int64_t clock_monotonic_ms(void);
+int64_t clock_thread_cpu_us(void); /* CPU time the calling thread has used, in microseconds */
 
 /* "2026-11-24T10:00:00.123Z" (UTC). */
 void clock_rfc3339(int64_t ms, char out[CLOCK_RFC3339_LEN]);

@@ -5,8 +5,9 @@
  * base functions, string without dump, table, math, utf8, and os.time,
  * os.date, os.clock, os.difftime; no io, require, load, dofile, debug,
  * collectgarbage). Reading an unknown global is an error. Every call runs
- * under an instruction/time budget (a runaway rule returns an error within
- * RULES_BUDGET_MS) and a memory cap.
+ * under an instruction/time budget (a runaway rule returns an error once it
+ * has used RULES_BUDGET_MS of CPU time, or RULES_WALL_FACTOR times that on
+ * the wall clock) and a memory cap.
  *
  * Threads: every thread that calls rules gets its own lua_State, built from
  * the current generation of sources on its first call; a reload swaps in new
@@ -26,7 +27,7 @@
 #include <cjson/cJSON.h>
 
 #define RULES_VERSION_LEN 13 /* 12 hex + NUL */
-#define RULES_BUDGET_MS 50   /* wall-clock budget of one call */
+#define RULES_BUDGET_MS 50   /* CPU-time budget of one call (see rules_sandbox.c) */
 
 typedef struct rules rules_t;
 

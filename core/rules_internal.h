@@ -25,6 +25,7 @@
 #define RULES_MEM_LIMIT (32u << 20)    /* bytes per lua_State */
 #define RULES_HOOK_EVERY 10000         /* instructions between budget checks */
 #define RULES_MAX_INSTR 50000000ULL    /* instruction ceiling of one call */
+#define RULES_WALL_FACTOR 20           /* wall-clock bound: this many budgets */
 #define RULES_JSON_DEPTH 32            /* nesting limit both ways */
 
 /* One sandboxed lua_State and its accounting; the struct is the allocator's
@@ -33,7 +34,8 @@ typedef struct rules_vm {
     lua_State *L;
     size_t mem_used;     /* bytes allocated by Lua now */
     size_t mem_limit;    /* allocation beyond this fails (memory error) */
-    int64_t deadline_ms; /* monotonic; the running call's budget ends here */
+    int64_t cpu_deadline_us; /* thread CPU time at which the call's budget ends (0: not read yet) */
+    int64_t deadline_ms; /* monotonic; a call descheduled this long ends too */
     uint64_t instr;      /* instructions counted (in hook steps) this call */
     bool tripped;        /* budget exceeded: the hook now fires every instruction */
     uint64_t serial;     /* unique per state ever opened in the process (never 0) */

@@ -4,8 +4,10 @@
  *
  * - Memory: a counting lua_Alloc refuses to grow past RULES_MEM_LIMIT, so a
  *   memory bomb ends in a Lua memory error, never in the OOM killer.
- * - Budget: a count hook checks a monotonic deadline and an instruction
- *   ceiling every RULES_HOOK_EVERY instructions. Once exceeded it re-arms
+ * - Budget: a count hook checks the thread's CPU time against the budget
+ *   (RULES_BUDGET_MS of CPU, so a call that was merely descheduled on a busy
+ *   machine is not cut short), a wall-clock bound of RULES_WALL_FACTOR
+ *   budgets, and an instruction ceiling, every RULES_HOOK_EVERY instructions. Once exceeded it re-arms
  *   itself to fire on every instruction and raises each time, so a rule's own
  *   pcall cannot swallow it (Redis' luaMaskCountHook). __gc metamethods are
  *   refused by setmetatable because Lua runs finalizers with hooks off.
@@ -77,7 +79,11 @@ static void vm_hook(lua_State *L, lua_Debug *ar)
     rules_vm_t *vm = ud;
     if (!vm->tripped) {
         vm->instr += RULES_HOOK_EVERY;
-        if (vm->instr < RULES_MAX_INSTR && clock_monotonic_ms() < vm->deadline_ms) return;
+        int64_t cpu = clock_thread_cpu_us(); /* a syscall: read here, never per call */
+        if (vm->cpu_deadline_us == 0) vm->cpu_deadline_us = cpu + (int64_t)RULES_BUDGET_MS * 1000;
+        if (vm->instr < RULES_MAX_INSTR && cpu < vm->cpu_deadline_us &&
+            clock_monotonic_ms() < vm->deadline_ms)
+            return;
         vm->tripped = true;
         lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1); /* from now on: every instruction */
     }
@@ -119,7 +125,8 @@ static int vm_pcall(rules_vm_t *vm, int nargs, int nres, const char *file)
     assert(base >= 0 && nres >= 0);
     lua_pushcfunction(L, vm_msgh); /* [.. f args h] */
     lua_insert(L, base + 1);       /* [.. h f args] */
-    vm->deadline_ms = clock_monotonic_ms() + RULES_BUDGET_MS;
+    vm->cpu_deadline_us = 0; /* set by the first hook: the CPU budget starts there */
+    vm->deadline_ms = clock_monotonic_ms() + (int64_t)RULES_BUDGET_MS * RULES_WALL_FACTOR;
     vm->instr = 0;
     vm->tripped = false;
     lua_sethook(L, vm_hook, LUA_MASKCOUNT, RULES_HOOK_EVERY);
