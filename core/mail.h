@@ -79,6 +79,12 @@ int mail_format(char **out, size_t *len, const mail_msg_t *m, const char *from, 
 
 /* Write msg[0..len) to dir/<id>.eml atomically (dir is created). */
 int mail_spool_write(const char *dir, const char *id, const char *msg, size_t len);
+/* Remove the temp files (".<id>.<tid>.tmp") that a delivery interrupted by
+ * a crash left in `dir`, when older than `older_than_ms` (younger ones may
+ * belong to another process writing into the same spool). Returns how many
+ * were removed, or -1 (diag). A missing dir has none. */
+#define MAIL_TEMP_STALE_MS (10LL * 60 * 1000)
+int mail_spool_sweep(const char *dir, int64_t older_than_ms);
 /* Send through SMTP at `url` (smtp://host:port): envelope from `from_addr`
  * to `to`. DIAG_UNAVAILABLE on any failure. `stop` (may be NULL) aborts a
  * transfer in progress when it becomes non-zero. */

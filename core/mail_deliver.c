@@ -6,6 +6,7 @@
 #include "mail.h"
 
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,7 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "diag.h"
+#include "log.h"
 
 #define MAIL_SMTP_TIMEOUT_MS 30000L
 #define MAIL_SMTP_CONNECT_MS 5000L
@@ -78,6 +81,29 @@ out:
     if (fd >= 0) close(fd);
     if (rc < 0) unlink(tmp);
     return rc;
+}
+
+int mail_spool_sweep(const char *dir, int64_t older_than_ms)
+{
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? 0 : diag_set(DIAG_UNAVAILABLE, "open %s: %s", dir, strerror(errno));
+    int64_t cutoff = clock_now_ms() - older_than_ms;
+    int n = 0;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (e->d_name[0] != '.' || len < 5 || strcmp(e->d_name + len - 4, ".tmp") != 0) continue;
+        struct stat sb;
+        if (fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode))
+            continue;
+        if ((int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000 >= cutoff) continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+            log_info("mail: removed %s/%s, left by a delivery that was interrupted", dir, e->d_name);
+            n++;
+        }
+    }
+    closedir(d);
+    return n;
 }
 
 /* --- SMTP ---------------------------------------------------------------- */

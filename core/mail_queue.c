@@ -339,6 +339,8 @@ int mail_start(db_t *db, const config_t *cfg)
 {
     mail_worker_t *w = worker_new(db, cfg);
     if (!w) return -1;
+    if (!w->smtp_url[0] && mail_spool_sweep(w->spool, MAIL_TEMP_STALE_MS) < 0)
+        log_diag(LOG_WARN, "mail: spool sweep");
     pthread_mutex_init(&w->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

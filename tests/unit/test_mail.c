@@ -6,6 +6,7 @@
  * commit, nothing on rollback, and retries while SMTP is unreachable.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -292,6 +293,26 @@ static void test_spool(void)
     /* an unwritable place is an error, not a crash */
     T_EQ_INT(mail_spool_write("/proc/nonexistent/dir", "m1", "x", 1), -1);
     T_EQ_INT(diag_last()->kind, DIAG_UNAVAILABLE);
+
+    /* the sweep removes only temp files a crash left long ago */
+    char stale[700], fresh[700];
+    snprintf(stale, sizeof(stale), "%s/.m2.123.tmp", dir);
+    snprintf(fresh, sizeof(fresh), "%s/.m3.456.tmp", dir);
+    FILE *f = fopen(stale, "w");
+    T_CHECK(f && fclose(f) == 0);
+    f = fopen(fresh, "w");
+    T_CHECK(f && fclose(f) == 0);
+    struct timespec old[2] = {{.tv_sec = time(NULL) - 3600}, {.tv_sec = time(NULL) - 3600}};
+    T_CHECK(utimensat(AT_FDCWD, stale, old, 0) == 0);
+    T_EQ_INT(mail_spool_sweep(dir, MAIL_TEMP_STALE_MS), 1);
+    T_CHECK(access(stale, F_OK) != 0);
+    T_CHECK(access(fresh, F_OK) == 0);
+    T_EQ_STR(read_file(path), "second\r\n"); /* mails are never touched */
+    struct timespec minutes_ago[2] = {{.tv_sec = time(NULL) - 120}, {.tv_sec = time(NULL) - 120}};
+    T_CHECK(utimensat(AT_FDCWD, fresh, minutes_ago, 0) == 0);
+    T_EQ_INT(mail_spool_sweep(dir, 60000), 1); /* the bound is the caller's */
+    T_EQ_INT(count_all(dir), 1);
+    T_EQ_INT(mail_spool_sweep("/nonexistent-spool-dir", 60000), 0);
 }
 
 static int64_t qint(db_t *db, const char *sql, const char *arg)
