@@ -158,13 +158,25 @@ static void publish_batch(bus_relay_t *r, natsMsg **msgs, int n)
     js_PublishAsyncComplete(r->js, &po);
 }
 
-/* Delete the acknowledged rows in one transaction; the number deleted or -1. */
+/* Delete the acknowledged rows in one transaction; the number deleted or -1.
+ * The usual case, every row of the batch acknowledged, is one range delete
+ * (the batch is a run of consecutive rows in seq order, nothing else deletes
+ * them); otherwise row by row. */
 static int delete_acked(bus_relay_t *r, db_conn_t *c)
 {
-    int n = 0;
+    int n = 0, all = 1;
     if (db_begin(c) < 0) return -1;
     pthread_mutex_lock(&r->ack_lock);
-    for (int i = 0; i < r->nrows; i++) {
+    for (int i = 0; i < r->nrows; i++) all &= r->rows[i].acked;
+    if (all && r->nrows > 0) {
+        sqlite3_stmt *st = db_stmt(c, "DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2");
+        if (!st || db_bind_int64(st, 1, r->rows[0].seq) < 0 ||
+            db_bind_int64(st, 2, r->rows[r->nrows - 1].seq) < 0 || db_step_done(c, st) < 0)
+            n = -1;
+        else
+            n = r->nrows;
+    }
+    for (int i = 0; !all && i < r->nrows; i++) {
         if (!r->rows[i].acked) continue;
         sqlite3_stmt *st = db_stmt(c, "DELETE FROM outbox WHERE seq = ?1");
         if (!st || db_bind_int64(st, 1, r->rows[i].seq) < 0 || db_step_done(c, st) < 0) {

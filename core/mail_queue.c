@@ -7,7 +7,9 @@
  *                state (attempts, next_at, last_error);
  *   mail_sent    the ids delivered, so queuing one again is a no-op.
  *
- * Worker loop: take the oldest due row, format it (Date = its created_at,
+ * Worker loop: take the first due row in (next_at, seq) order, which is
+ * the index's (new rows have next_at 0, so they go in seq order and a row
+ * waiting for a retry does not hold them up), format it (Date = its created_at,
  * so every delivery of it is the same bytes), deliver it outside any
  * transaction, then in one transaction delete it and note its id as sent.
  * A failed delivery pushes the row's next_at back (exponential, up to
@@ -142,11 +144,13 @@ static void row_free(mail_row_t *r)
     r->subject = r->body = NULL;
 }
 
-/* The oldest row due at `now`: 1 found, 0 none, -1 error. */
+/* The first row due at `now`, by the mail_outbox_due index (ORDER BY seq
+ * alone would sort every due row: milliseconds per mail at 100k queued):
+ * 1 found, 0 none, -1 error. */
 static int next_due(db_conn_t *c, int64_t now, mail_row_t *r)
 {
     sqlite3_stmt *st = db_stmt(c, "SELECT seq, id, to_addr, subject, body, created_at, attempts "
-                                  "FROM mail_outbox WHERE next_at <= ?1 ORDER BY seq LIMIT 1");
+                                  "FROM mail_outbox WHERE next_at <= ?1 ORDER BY next_at, seq LIMIT 1");
     if (!st || db_bind_int64(st, 1, now) < 0) return -1;
     int rc = db_step(c, st);
     if (rc == 1) {
