@@ -1,6 +1,8 @@
 /*
  * db: one SQLite file per service under DATA ("DATA/<name>.db"), in WAL mode
- * with synchronous=NORMAL, busy_timeout and foreign keys on.
+ * with synchronous=NORMAL, a busy wait of up to 10 s (short naps first) and
+ * foreign keys on. WAL checkpoints run on a thread of each db_t (PASSIVE,
+ * woken by a commit that left 1,000 pages in the WAL), never in a commit.
  *
  * A db_t is shared by all threads; each thread gets its own connection
  * (db_conn) on first use, with its own cache of prepared statements keyed by
@@ -37,7 +39,7 @@ db_conn_t *db_conn(db_t *db);
 db_t *db_conn_db(db_conn_t *c);
 sqlite3 *db_conn_handle(db_conn_t *c);
 
-/* Transactions. db_begin is BEGIN IMMEDIATE (waits busy_timeout for the
+/* Transactions. db_begin is BEGIN IMMEDIATE (waits up to 10 s for the
  * writer lock). db_commit runs the after-commit hooks registered during the
  * transaction, once it has committed; db_rollback drops them. */
 int db_begin(db_conn_t *c);
