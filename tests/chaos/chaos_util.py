@@ -12,7 +12,6 @@ only records what was *answered*, and the checks read the truth back from
 the tracker, the accounting and analytics APIs and the JetStream streams.
 """
 import collections
-import datetime
 import glob
 import http.client
 import json
@@ -23,12 +22,13 @@ import sys
 import threading
 import time
 import uuid
-import zoneinfo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import harness  # noqa: E402
+# the business-day zone and the stream reader the accounting tests use too
+from accounting_util import noon_tz, stream_events, today  # noqa: E402,F401
 from harness import Nats, bearer, fast_nats, list_pages, login  # noqa: E402,F401
 
 # What a request may raise when the process dies under it or is not there:
@@ -58,20 +58,6 @@ def scaled(n):
     """n times ATES_CHAOS_SCALE (default 1): a longer run by hand, e.g.
     ATES_CHAOS_SCALE=4 for four times the kills and tasks."""
     return max(1, int(round(n * float(os.environ.get("ATES_CHAOS_SCALE") or 1))))
-
-
-def noon_tz():
-    """An Etc/GMT zone in which it is about noon now, so that the business
-    day does not change (and no daily close runs) while the test runs."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    offset = int(round(12 - (now.hour + now.minute / 60.0)))
-    offset = max(-11, min(12, offset))
-    return "Etc/GMT" if offset == 0 else "Etc/GMT%+d" % (-offset)  # Etc/GMT-N is UTC+N
-
-
-def today(tz):
-    """The business day now in zone tz."""
-    return datetime.datetime.now(zoneinfo.ZoneInfo(tz)).date().isoformat()
 
 
 def base_env(seed, tz):
@@ -289,40 +275,6 @@ def stream_state(nc, stream):
     return None if "error" in info else info.get("state", {})
 
 
-def stream_events(nats_port, stream, timeout=60.0):
-    """Every message of `stream`, oldest first, as (headers, parsed body),
-    read through an ephemeral push consumer (far faster than one
-    STREAM.MSG.GET per message)."""
-    sub = Nats(nats_port)
-    api = fast_nats(nats_port)
-    try:
-        inbox = "_INBOX.chaos.%s" % uuid.uuid4().hex
-        sub.subscribe(inbox)
-        sub.sock.sendall(b"PING\r\n")
-        while sub._line() != b"PONG":
-            pass
-        r = api.js("CONSUMER.CREATE." + stream, {"stream_name": stream, "config": {
-            "deliver_subject": inbox, "ack_policy": "none", "deliver_policy": "all",
-            "replay_policy": "instant", "mem_storage": True}})
-        if "error" in r:
-            raise AssertionError("consumer create on %s: %r" % (stream, r))
-        want = r.get("num_pending", 0)
-        out = []
-        deadline = time.monotonic() + timeout
-        while len(out) < want:
-            if time.monotonic() > deadline:
-                raise AssertionError("read %d of %d messages of %s" % (len(out), want, stream))
-            _, hdrs, body = sub.next_msg(timeout=timeout)
-            if not body:  # a status message
-                continue
-            out.append((hdrs, json.loads(body)))
-        api.js("CONSUMER.DELETE.%s.%s" % (stream, r["name"]))
-        return out
-    finally:
-        sub.close()
-        api.close()
-
-
 # --- quiescence ------------------------------------------------------------------------
 
 
@@ -448,7 +400,7 @@ def check_invariants(t, dep, nats_port, admin, load, today):
     t.eq(sorted(set(load.new_accounts) - set(accounts)), [], "every account answered 201 exists at auth")
 
     # --- the streams
-    ev = {s: [b for _, b in stream_events(nats_port, s)] for s in STREAMS}
+    ev = {s: [b for _, b in stream_events(nats_port, s, timeout=60.0)] for s in STREAMS}
     for s in STREAMS:
         dups = collections.Counter(e["event_id"] for e in ev[s])
         t.eq(sorted(k for k, n in dups.items() if n > 1), [], "%s holds each event id once" % s)
@@ -459,7 +411,7 @@ def check_invariants(t, dep, nats_port, admin, load, today):
         nc.close()
     t.eq((dlq or {}).get("messages", 0), 0, "ATES_DLQ holds no message")
     if dlq and dlq.get("messages"):
-        for _, b in stream_events(nats_port, "ATES_DLQ")[:5]:
+        for _, b in stream_events(nats_port, "ATES_DLQ", timeout=60.0)[:5]:
             sys.stderr.write("dead letter: %s\n" % json.dumps(b)[:600])
 
     created_ev = collections.Counter(e["data"]["account_id"] for e in ev["ATES_ACCOUNTS"]
