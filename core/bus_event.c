@@ -49,7 +49,7 @@ static int read_envelope(const cJSON *body, bus_event_t *ev)
 int bus_event_check(const schema_registry_t *reg, const cJSON *body, bus_event_t *ev)
 {
     if (read_envelope(body, ev) < 0) return -1;
-    const cJSON *schema = reg ? schema_find(reg, ev->name, ev->version) : NULL;
-    if (!schema) return diag_set(DIAG_VALIDATION, "unknown event %s v%d", ev->name, ev->version);
-    return schema_validate(schema, body);
+    if (!schema_find(reg, ev->name, ev->version))
+        return diag_set(DIAG_VALIDATION, "unknown event %s v%d", ev->name, ev->version);
+    return schema_validate_event(reg, ev->name, ev->version, body);
 }

@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,14 +27,15 @@
 #define DB_CKPT_IDLE_MS 5000  /* and a look this often, for commits of other processes */
 
 typedef struct db_cached {
-    const char *sql; /* owned copy */
+    const char *key; /* the caller's pointer: the slot is chosen by it */
+    const char *sql; /* owned copy, compared on a hit */
     sqlite3_stmt *st;
 } db_cached_t;
 
 struct db_conn {
     db_t *db;
     sqlite3 *h;
-    db_cached_t cache[DB_STMT_CACHE]; /* open addressing by SQL hash */
+    db_cached_t cache[DB_STMT_CACHE]; /* open addressing by the SQL's address */
     int ncache;
     bool in_tx;
     bool in_group; /* running a db_group_run work: no commit/rollback */
@@ -262,11 +264,14 @@ int db_exec(db_conn_t *c, const char *sql)
     return 0;
 }
 
-static uint64_t hash_sql(const char *s)
+/* The slot is chosen by the text's address, not its bytes: callers pass
+ * literals, so hashing a pointer finds the statement without reading the
+ * SQL; a hit is still confirmed by comparing the text, so a buffer reused
+ * for another statement is only a miss. */
+static size_t hash_sql(const char *s)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
+    uint64_t h = (uint64_t)(uintptr_t)s * 0x9e3779b97f4a7c15ULL;
+    return (size_t)(h >> 32);
 }
 
 sqlite3_stmt *db_stmt(db_conn_t *c, const char *sql)
@@ -274,7 +279,7 @@ sqlite3_stmt *db_stmt(db_conn_t *c, const char *sql)
     size_t i = hash_sql(sql) % DB_STMT_CACHE;
     for (int probe = 0; probe < DB_STMT_CACHE; probe++, i = (i + 1) % DB_STMT_CACHE) {
         db_cached_t *e = &c->cache[i];
-        if (e->st && strcmp(e->sql, sql) == 0) {
+        if (e->st && e->key == sql && strcmp(e->sql, sql) == 0) {
             sqlite3_reset(e->st);
             sqlite3_clear_bindings(e->st);
             return e->st;
@@ -295,6 +300,7 @@ sqlite3_stmt *db_stmt(db_conn_t *c, const char *sql)
                 diag_set(DIAG_INTERNAL, "out of memory");
                 return NULL;
             }
+            e->key = sql;
             e->sql = copy;
             e->st = st;
             c->ncache++;

@@ -751,17 +751,95 @@ static void spath_push_seg(spath_t *p, const cprop_t *cp)
     spath_add(p, n);
 }
 
+/* Member `name` of object `doc`, searched from *cursor on and wrapping
+ * around; a hit moves the cursor past it. For checks where any member of
+ * that name will do (required, additionalProperties); documents usually
+ * list their members in the schema's order, so a walk of the schema's
+ * names costs one comparison each instead of a scan per name. */
+static const cJSON *member_from(const cJSON *doc, const char *name, const cJSON **cursor)
+{
+    const cJSON *start = *cursor ? *cursor : doc->child;
+    for (int pass = 0; pass < 2; pass++) {
+        const cJSON *end = pass == 0 ? NULL : start;
+        for (const cJSON *m = pass == 0 ? start : doc->child; m != end; m = m->next) {
+            if (m->string && strcmp(m->string, name) == 0) {
+                *cursor = m->next;
+                return m;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* The first member named `name`, exactly as cJSON_GetObjectItemCaseSensitive
+ * finds it, for a walk of the schema's property names (distinct) in order.
+ * While every member before w->next matched an earlier name, a match at
+ * w->next is that name's first member: one comparison. Otherwise a scan;
+ * if it finds a member elsewhere, the walk is out of order from then on. */
+typedef struct member_walk {
+    const cJSON *next;
+    bool in_order;
+} member_walk_t;
+
+static const cJSON *member_first(const cJSON *doc, const char *name, member_walk_t *w)
+{
+    if (w->in_order && w->next && w->next->string && strcmp(w->next->string, name) == 0) {
+        const cJSON *m = w->next;
+        w->next = m->next;
+        return m;
+    }
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(doc, name);
+    if (m) w->in_order = false;
+    return m;
+}
+
 static int cnode_props(spath_t *p, const cnode_t *n, const cJSON *doc, int depth)
 {
     if (!cJSON_IsObject(doc)) return 0;
+    member_walk_t walk = {doc->child, true};
     for (size_t i = 0; i < n->nprops; i++) {
-        const cJSON *member = cJSON_GetObjectItemCaseSensitive(doc, n->props[i].name);
+        const cJSON *member = member_first(doc, n->props[i].name, &walk);
         if (!member) continue;
         size_t old = p->len;
         spath_push_seg(p, &n->props[i]);
         int rc = cnode_validate(p, n->props[i].node, member, depth + 1);
         spath_pop(p, old);
         if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+static int cnode_required(spath_t *p, const cJSON *kw, const cJSON *doc)
+{
+    if (!cJSON_IsObject(doc)) return 0;
+    const cJSON *cursor = NULL, *name;
+    cJSON_ArrayForEach(name, kw)
+    {
+        if (!member_from(doc, name->valuestring, &cursor))
+            return spath_fail(p, "missing required property '%s'", name->valuestring);
+    }
+    return 0;
+}
+
+/* additionalProperties false: every member of doc must be a property. */
+static int cnode_additional(spath_t *p, const cnode_t *n, const cJSON *doc)
+{
+    if (!cJSON_IsObject(doc)) return 0;
+    size_t at = 0;
+    const cJSON *member;
+    cJSON_ArrayForEach(member, doc)
+    {
+        size_t k = 0;
+        for (; k < n->nprops; k++) { /* from where the last one was found, wrapping */
+            size_t i = (at + k) % n->nprops;
+            if (strcmp(n->props[i].name, member->string) == 0) {
+                at = i + 1;
+                break;
+            }
+        }
+        if (k == n->nprops)
+            return spath_fail(p, "unexpected property '%s' (additionalProperties is false)",
+                              member->string);
     }
     return 0;
 }
@@ -812,6 +890,10 @@ static int cnode_validate(spath_t *p, const cnode_t *n, const cJSON *doc, int de
             rc = cnode_items(p, n, doc, depth);
         else if (v == v_pattern && n->re)
             rc = cnode_pattern(p, n, kw, doc);
+        else if (v == v_required)
+            rc = cnode_required(p, kw, doc);
+        else if (v == v_additional && cJSON_IsFalse(kw) && n->props)
+            rc = cnode_additional(p, n, doc);
         else
             rc = v(p, kw, n->schema, doc, depth);
         if (rc < 0) return -1;

@@ -61,6 +61,22 @@ static const struct pair {
     {"{\"items\":{\"type\":\"string\",\"pattern\":\"x\"}}", "[\"ax\",\"b\"]", 0},
     {"{\"items\":{\"type\":\"string\"}}", "[\"a\",\"b\"]", 1},
     {"{\"type\":\"object\"}", "[]", 0},
+    /* members out of the schema's order and repeated names: the first
+     * member of a name is the one checked, as cJSON finds it */
+    {"{\"properties\":{\"b\":{\"type\":\"string\"},\"a\":{\"type\":\"integer\"}}}",
+     "{\"a\":1,\"b\":\"x\",\"a\":\"late\"}", 1},
+    {"{\"properties\":{\"b\":{\"type\":\"string\"},\"a\":{\"type\":\"integer\"}}}",
+     "{\"a\":\"first\",\"b\":\"x\",\"a\":1}", 0},
+    {"{\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"string\"}}}",
+     "{\"a\":1,\"b\":2,\"b\":\"late\"}", 0},
+    {"{\"properties\":{\"a\":{\"type\":\"integer\"},\"c\":{},\"b\":{\"type\":\"string\"}}}",
+     "{\"a\":1,\"b\":\"x\"}", 1},
+    {"{\"required\":[\"b\",\"a\",\"c\"]}", "{\"a\":1,\"b\":2}", 0},
+    {"{\"required\":[\"b\",\"a\"]}", "{\"a\":1,\"b\":2}", 1},
+    {"{\"properties\":{\"a\":{},\"b\":{}},\"additionalProperties\":false}",
+     "{\"b\":1,\"a\":2,\"c\":3}", 0},
+    {"{\"properties\":{\"a\":{},\"b\":{}},\"additionalProperties\":false}",
+     "{\"b\":1,\"a\":2,\"b\":3}", 1},
 };
 
 static int write_schema(int i, const char *text)
