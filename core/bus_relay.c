@@ -1,45 +1,64 @@
 /*
  * bus_relay: the outbox relay, one thread per service database.
  *
- * Loop: read up to RELAY_BATCH outbox rows in seq order, publish each
- * asynchronously (Nats-Msg-Id = event id, Ates-Event, Ates-Version), wait
- * for the acks, delete the acknowledged rows in one transaction. Rows not
- * acknowledged stay and are retried after a backoff (a re-publish is
- * harmless: the stream's duplicate window drops it). An empty outbox waits
- * for a commit that emitted (bus_relay_wake_db) or RELAY_IDLE_MS, which also
- * catches rows written by another process.
+ * A pipeline, not stop-and-wait: rows are read in seq order (RELAY_READ at
+ * a time, after the last one read) and published asynchronously
+ * (Nats-Msg-Id = event id, Ates-Event, Ates-Version) while earlier ones
+ * are still waiting for their acks, up to RELAY_WINDOW rows in flight. The
+ * acknowledged prefix of the window is deleted with one range delete once
+ * it is RELAY_RETIRE rows long, or when there is nothing new to read.
+ * Every publish is resolved by nats.c, by an ack, an error or its MaxWait
+ * timeout. After a failure nothing more is published until the whole
+ * window is resolved; then the acknowledged rows are deleted, the window
+ * is dropped and, after a backoff, reading starts again from the oldest
+ * row (a re-publish is harmless: the stream's duplicate window drops it).
+ * An idle relay waits for a commit that emitted (bus_relay_wake_db) or
+ * RELAY_IDLE_MS, which also catches rows written by another process.
  *
- * Threads: the relay thread owns everything here except `acked`, which the
- * nats.c thread that delivers publish acks writes (under ack_lock).
+ * Commits are serial in SQLite and seq is AUTOINCREMENT, so a row never
+ * appears behind one already read, and the window's rows are consecutive
+ * rows of the outbox.
+ *
+ * Threads: the relay thread owns everything here except the rows' states
+ * and the counters under ack_lock, which the nats.c thread that delivers
+ * publish acks writes.
  */
 #include "bus_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "diag.h"
 #include "log.h"
 #include "metrics.h"
 #include "uuid.h"
 
-#define RELAY_BATCH 512
+#define RELAY_WINDOW 8192 /* rows published and not yet deleted */
+#define RELAY_READ 512    /* rows read per query */
+#define RELAY_RETIRE 2048 /* acknowledged rows that make a delete worth it */
+#define RELAY_WAKE 512    /* acks between wake-ups of the relay thread */
 #define RELAY_IDLE_MS 1000
+
+enum { ROW_PENDING, ROW_ACKED, ROW_FAILED };
 
 typedef struct relay_row {
     int64_t seq;
     char event_id[UUID_LEN];
-    bool acked; /* set by on_ack */
+    int state; /* ROW_*, set by on_ack */
 } relay_row_t;
 
 typedef struct bus_relay {
     bus_worker_t w; /* first: the worker is the relay */
     db_t *db;
     jsCtx *js;                 /* this relay's context (its own pending-ack map) */
-    pthread_mutex_t ack_lock;  /* guards rows[].acked, hint, ack_errors */
-    relay_row_t rows[RELAY_BATCH];
-    int nrows;
-    int hint;                  /* where on_ack starts looking: acks come in order */
-    int ack_errors;            /* negative acks in this batch */
+    pthread_mutex_t ack_lock;  /* guards ring[].state, hint, resolved, failed */
+    relay_row_t ring[RELAY_WINDOW];
+    int head, count;           /* the window: ring[head], ... count rows */
+    int hint;                  /* ring offset where on_ack starts looking: acks come in order */
+    int resolved;              /* rows of the window acked or failed */
+    int failed;                /* rows of the window failed */
+    int64_t last_seq;          /* the last row read; 0: read from the oldest */
     bool published_once;       /* js has a pending-ack map (nats.c 3.4.1 makes it on the
                                   first async publish; asking for pending before crashes) */
     metrics_counter_t *published; /* ates_bus_published_total{service} */
@@ -58,30 +77,42 @@ void bus_relay_wake_db(void *arg)
     pthread_mutex_unlock(&g_relays_lock);
 }
 
-/* nats.c thread: the server's answer to one publish. The row is found by
- * its Nats-Msg-Id, so a late ack for a previous batch marks a row only if
- * that very event is still pending (and then it is indeed stored). */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static relay_row_t *ring_at(bus_relay_t *r, int k) { return &r->ring[(r->head + k) % RELAY_WINDOW]; }
+
+/* nats.c thread: the server's answer to one publish, or nats.c's timeout.
+ * The row is found by its Nats-Msg-Id, so an answer to a publish of a
+ * dropped window marks a row only if that very event is in the window
+ * (and then it is indeed stored). */
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
     bus_relay_t *r = closure;
     const char *id = NULL;
+    bool wake = false;
     if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK) id = NULL;
     pthread_mutex_lock(&r->ack_lock);
-    if (!pa) {
-        r->ack_errors++;
-    } else if (id) {
-        for (int k = 0; k < r->nrows; k++) {
-            int i = (r->hint + k) % r->nrows;
-            if (strcmp(r->rows[i].event_id, id) == 0) {
-                r->rows[i].acked = true;
-                r->hint = i + 1;
-                break;
-            }
+    for (int k = 0; id && k < r->count; k++) {
+        int off = (r->hint + k) % r->count;
+        relay_row_t *row = ring_at(r, off);
+        if (row->state == ROW_PENDING && strcmp(row->event_id, id) == 0) {
+            row->state = pa ? ROW_ACKED : ROW_FAILED;
+            r->failed += !pa;
+            r->resolved++;
+            r->hint = off + 1;
+            wake = !pa || r->resolved == r->count || r->resolved % RELAY_WAKE == 0;
+            break;
         }
     }
     pthread_mutex_unlock(&r->ack_lock);
     if (!pa && pae) log_warn("publish of %s failed: %s", id ? id : "?", pae->ErrText);
     natsMsg_Destroy(msg);
+    if (wake) bus_worker_wake(&r->w);
 }
 
 static natsMsg *make_msg(sqlite3_stmt *st)
@@ -102,156 +133,219 @@ static natsMsg *make_msg(sqlite3_stmt *st)
     return m;
 }
 
-/* Load the next batch into r->rows and msgs[]; the count, or -1. The ack
- * lock is held throughout so a late ack never sees a half-filled batch. */
-static int load_batch(bus_relay_t *r, db_conn_t *c, natsMsg **msgs)
+/* Read up to `room` rows after last_seq into the window and msgs[]; the
+ * count, or -1. The rows join the window before they are published, so
+ * an ack never misses its row. */
+static int load_rows(bus_relay_t *r, db_conn_t *c, natsMsg **msgs, int room)
 {
     sqlite3_stmt *st = db_stmt(c, "SELECT seq, event_id, subject, name, version, body "
-                                  "FROM outbox ORDER BY seq LIMIT ?1");
-    if (!st || db_bind_int64(st, 1, RELAY_BATCH) < 0) return -1;
+                                  "FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    if (!st || db_bind_int64(st, 1, r->last_seq) < 0 || db_bind_int64(st, 2, room) < 0)
+        return -1;
     int n = 0, rc = 0;
     pthread_mutex_lock(&r->ack_lock);
-    r->nrows = 0;
-    r->hint = 0;
-    r->ack_errors = 0;
-    while (n < RELAY_BATCH && (rc = db_step(c, st)) == 1) {
+    while (n < room && (rc = db_step(c, st)) == 1) {
         if (!(msgs[n] = make_msg(st))) {
             rc = -1;
             break;
         }
-        relay_row_t *row = &r->rows[n++];
+        relay_row_t *row = ring_at(r, r->count);
         row->seq = sqlite3_column_int64(st, 0);
         snprintf(row->event_id, UUID_LEN, "%s", db_col_text(st, 1));
-        row->acked = false;
+        row->state = ROW_PENDING;
+        r->count++;
+        r->last_seq = row->seq;
+        n++;
     }
-    r->nrows = n;
     pthread_mutex_unlock(&r->ack_lock);
     sqlite3_reset(st);
     return rc < 0 && n == 0 ? -1 : n; /* on a late error, publish what was read */
 }
 
-/* Publish msgs[0..n) (consumed) and wait for their acks. */
-static void publish_batch(bus_relay_t *r, natsMsg **msgs, int n)
+/* Publish msgs[0..n) (consumed). A publish that nats.c refuses at once is
+ * marked failed like a negative ack. */
+static void publish_rows(bus_relay_t *r, natsMsg **msgs, int n)
 {
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = BUS_JS_WAIT_MS; /* a lost ack resolves as a timeout */
     for (int i = 0; i < n; i++) {
         r->published_once = true;
-        natsStatus s = js_PublishMsgAsync(r->js, &msgs[i], NULL);
-        if (s != NATS_OK) {
-            bus_nats_error(DIAG_UNAVAILABLE, s, "publish");
-            log_diag(LOG_WARN, "outbox relay");
-            for (int j = i; j < n; j++) natsMsg_Destroy(msgs[j]);
-            break;
+        natsStatus s = js_PublishMsgAsync(r->js, &msgs[i], &po);
+        if (s == NATS_OK) continue;
+        bus_nats_error(DIAG_UNAVAILABLE, s, "publish");
+        log_diag(LOG_WARN, "outbox relay");
+        pthread_mutex_lock(&r->ack_lock);
+        for (int j = i; j < n; j++) {
+            natsMsg_Destroy(msgs[j]);
+            relay_row_t *row = ring_at(r, r->count - n + j);
+            if (row->state == ROW_PENDING) {
+                row->state = ROW_FAILED;
+                r->failed++;
+                r->resolved++;
+            }
         }
+        pthread_mutex_unlock(&r->ack_lock);
+        return;
+    }
+}
+
+/* Take the first k rows off the window (their acks are in). */
+static void window_drop(bus_relay_t *r, int k)
+{
+    pthread_mutex_lock(&r->ack_lock);
+    r->head = (r->head + k) % RELAY_WINDOW;
+    r->count -= k;
+    r->resolved -= k;
+    r->hint = 0;
+    pthread_mutex_unlock(&r->ack_lock);
+}
+
+/* Delete the acknowledged prefix of the window with one range delete when
+ * it is at least `min` rows long; the number deleted or -1. */
+static int retire_prefix(bus_relay_t *r, db_conn_t *c, int min)
+{
+    int k = 0;
+    int64_t first = 0, last = 0;
+    pthread_mutex_lock(&r->ack_lock);
+    while (k < r->count && ring_at(r, k)->state == ROW_ACKED) k++;
+    if (k > 0) {
+        first = ring_at(r, 0)->seq;
+        last = ring_at(r, k - 1)->seq;
+    }
+    pthread_mutex_unlock(&r->ack_lock);
+    if (k == 0 || k < min) return 0;
+    sqlite3_stmt *st = db_stmt(c, "DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2");
+    if (!st || db_bind_int64(st, 1, first) < 0 || db_bind_int64(st, 2, last) < 0 ||
+        db_step_done(c, st) < 0)
+        return -1;
+    window_drop(r, k);
+    metrics_inc(r->published, (uint64_t)k);
+    return k;
+}
+
+/* After a failure, with the whole window resolved: delete every
+ * acknowledged row, drop the window, read again from the oldest row. */
+static int window_reset(bus_relay_t *r, db_conn_t *c)
+{
+    int rc = retire_prefix(r, c, 1), n = 0;
+    if (rc < 0) return -1;
+    if (db_begin(c) < 0) return -1;
+    for (int k = 0; k < r->count && rc >= 0; k++) {
+        relay_row_t *row = ring_at(r, k); /* resolved: on_ack no longer writes it */
+        if (row->state != ROW_ACKED) continue;
+        sqlite3_stmt *st = db_stmt(c, "DELETE FROM outbox WHERE seq = ?1");
+        if (!st || db_bind_int64(st, 1, row->seq) < 0 || db_step_done(c, st) < 0) rc = -1;
+        else n++;
+    }
+    if (rc < 0 || db_commit(c) < 0) {
+        db_rollback(c);
+        return -1;
+    }
+    metrics_inc(r->published, (uint64_t)n);
+    pthread_mutex_lock(&r->ack_lock);
+    r->head = r->count = r->hint = r->resolved = r->failed = 0;
+    r->last_seq = 0;
+    pthread_mutex_unlock(&r->ack_lock);
+    return 0;
+}
+
+/* Give up on the publishes still waiting (their rows stay), then wait for
+ * any ack callback still running so that the states are final. */
+static void drop_pending(bus_relay_t *r, bool warn)
+{
+    if (!r->published_once) return;
+    natsMsgList pending = {0};
+    if (js_PublishAsyncGetPendingList(&pending, r->js) == NATS_OK) {
+        if (warn) log_warn("outbox relay: %d publishes not acknowledged, will retry", pending.Count);
+        natsMsgList_Destroy(&pending);
     }
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = BUS_JS_WAIT_MS;
-    if (js_PublishAsyncComplete(r->js, &po) == NATS_OK) return;
-    /* Give up on what is still pending (its rows stay), then wait for any
-     * ack callback still running so the flags are final. */
-    natsMsgList pending = {0};
-    if (js_PublishAsyncGetPendingList(&pending, r->js) == NATS_OK) {
-        log_warn("outbox relay: %d publishes not acknowledged, will retry", pending.Count);
-        natsMsgList_Destroy(&pending);
-    }
-    po.MaxWait = BUS_JS_WAIT_MS;
     js_PublishAsyncComplete(r->js, &po);
 }
 
-/* Delete the acknowledged rows in one transaction; the number deleted or -1.
- * The usual case, every row of the batch acknowledged, is one range delete
- * (the batch is a run of consecutive rows in seq order, nothing else deletes
- * them); otherwise row by row. */
-static int delete_acked(bus_relay_t *r, db_conn_t *c)
-{
-    int n = 0, all = 1;
-    if (db_begin(c) < 0) return -1;
-    pthread_mutex_lock(&r->ack_lock);
-    for (int i = 0; i < r->nrows; i++) all &= r->rows[i].acked;
-    if (all && r->nrows > 0) {
-        sqlite3_stmt *st = db_stmt(c, "DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2");
-        if (!st || db_bind_int64(st, 1, r->rows[0].seq) < 0 ||
-            db_bind_int64(st, 2, r->rows[r->nrows - 1].seq) < 0 || db_step_done(c, st) < 0)
-            n = -1;
-        else
-            n = r->nrows;
-    }
-    for (int i = 0; !all && i < r->nrows; i++) {
-        if (!r->rows[i].acked) continue;
-        sqlite3_stmt *st = db_stmt(c, "DELETE FROM outbox WHERE seq = ?1");
-        if (!st || db_bind_int64(st, 1, r->rows[i].seq) < 0 || db_step_done(c, st) < 0) {
-            n = -1;
-            break;
-        }
-        n++;
-    }
-    pthread_mutex_unlock(&r->ack_lock);
-    if (n < 0 || db_commit(c) < 0) {
-        db_rollback(c);
-        return -1;
-    }
-    return n;
-}
+typedef enum { STEP_IDLE, STEP_BUSY, STEP_WAIT, STEP_RETRY } step_t;
 
-/* One round: 1 when everything loaded was published, 0 when the outbox was
- * empty, -1 when something must be retried later. */
-static int relay_round(bus_relay_t *r, db_conn_t *c, int *seen_gen)
+/* One turn of the pipeline. */
+static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen, int64_t *stuck_since)
 {
-    natsMsg *msgs[RELAY_BATCH];
-    int n = load_batch(r, c, msgs);
-    if (n < 0) {
-        log_diag(LOG_ERROR, "outbox relay: read outbox");
-        return -1;
-    }
-    if (n == 0) return 0;
-    if (!bus_connected(r->w.bus) || bus_ensure_known(r->w.bus, seen_gen) < 0) {
-        for (int i = 0; i < n; i++) natsMsg_Destroy(msgs[i]);
-        return -1;
-    }
-    publish_batch(r, msgs, n);
-    int done = delete_acked(r, c);
-    if (done < 0) {
-        log_diag(LOG_ERROR, "outbox relay: delete published rows");
-        return -1;
-    }
-    metrics_inc(r->published, (uint64_t)done);
     pthread_mutex_lock(&r->ack_lock);
-    if (r->ack_errors > 0) *seen_gen = -1; /* e.g. a stream is gone: re-ensure */
+    int count = r->count, resolved = r->resolved, failed = r->failed;
     pthread_mutex_unlock(&r->ack_lock);
-    return done == n ? 1 : -1;
+
+    if (failed > 0) { /* nothing more goes out until every answer is in */
+        if (resolved < count) {
+            int64_t now = mono_ms();
+            if (!*stuck_since) *stuck_since = now;
+            if (now - *stuck_since < 2 * BUS_JS_WAIT_MS) return STEP_WAIT;
+            drop_pending(r, true); /* nats.c never answered: stop waiting for it */
+        }
+        *stuck_since = 0;
+        if (window_reset(r, c) < 0) log_diag(LOG_ERROR, "outbox relay: delete published rows");
+        *seen_gen = -1; /* e.g. a stream is gone: re-ensure */
+        return STEP_RETRY;
+    }
+
+    int loaded = 0;
+    if (count < RELAY_WINDOW) {
+        natsMsg *msgs[RELAY_READ];
+        int room = RELAY_WINDOW - count < RELAY_READ ? RELAY_WINDOW - count : RELAY_READ;
+        if (!bus_connected(r->w.bus) || bus_ensure_known(r->w.bus, seen_gen) < 0) {
+            if (count == 0) return STEP_RETRY;
+        } else if ((loaded = load_rows(r, c, msgs, room)) < 0) {
+            log_diag(LOG_ERROR, "outbox relay: read outbox");
+            if (count == 0) return STEP_RETRY;
+            loaded = 0;
+        } else {
+            publish_rows(r, msgs, loaded);
+        }
+    }
+    /* under load, deletes wait for a long prefix; otherwise the next turn
+     * would only wait, so take what is acknowledged now */
+    if (retire_prefix(r, c, loaded > 0 ? RELAY_RETIRE : 1) < 0) {
+        log_diag(LOG_ERROR, "outbox relay: delete published rows");
+        return STEP_RETRY;
+    }
+    if (loaded > 0) return STEP_BUSY;
+    pthread_mutex_lock(&r->ack_lock);
+    count = r->count;
+    pthread_mutex_unlock(&r->ack_lock);
+    return count > 0 ? STEP_WAIT : STEP_IDLE;
 }
 
 static void *relay_main(void *arg)
 {
     bus_relay_t *r = arg;
     log_set_service(db_name(r->db));
+    char name[16]; /* for top -H and perf */
+    snprintf(name, sizeof(name), "r:%.13s", db_name(r->db));
+    pthread_setname_np(pthread_self(), name);
     db_conn_t *c = db_conn(r->db);
     int seen_gen = -1;
-    int64_t backoff = 0;
+    int64_t backoff = 0, stuck_since = 0;
     while (c && !bus_worker_stopping(&r->w)) {
-        bus_worker_mark(&r->w); /* commits from here on wake the sleep below */
-        int rc = relay_round(r, c, &seen_gen);
-        if (rc == 0) {
+        bus_worker_mark(&r->w); /* commits and acks from here on wake the sleeps below */
+        switch (relay_step(r, c, &seen_gen, &stuck_since)) {
+        case STEP_BUSY:
+            backoff = 0;
+            break;
+        case STEP_WAIT: /* acks on their way: woken by on_ack or a commit */
+            bus_worker_sleep(&r->w, 100, true);
+            break;
+        case STEP_IDLE:
             backoff = 0;
             bus_worker_sleep(&r->w, RELAY_IDLE_MS, true);
-        } else if (rc < 0) {
+            break;
+        case STEP_RETRY:
             backoff = bus_backoff_next(backoff);
             bus_worker_sleep(&r->w, backoff, false);
-        } else {
-            backoff = 0;
+            break;
         }
     }
     if (!c) log_diag(LOG_ERROR, "outbox relay: no database connection");
-    /* Drop what is still pending; wait for ack callbacks in flight. */
-    if (r->published_once) {
-        natsMsgList pending = {0};
-        if (js_PublishAsyncGetPendingList(&pending, r->js) == NATS_OK)
-            natsMsgList_Destroy(&pending);
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MaxWait = BUS_JS_WAIT_MS;
-        js_PublishAsyncComplete(r->js, &po);
-    }
+    drop_pending(r, false); /* wait for ack callbacks in flight */
     if (bus_connected(r->w.bus)) natsConnection_FlushTimeout(r->w.bus->nc, BUS_JS_WAIT_MS);
     return NULL;
 }

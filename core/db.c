@@ -176,6 +176,9 @@ static void *ckpt_main(void *arg)
 {
     db_t *db = arg;
     log_set_service(db->name);
+    char name[16]; /* for top -H and perf */
+    snprintf(name, sizeof(name), "k:%.13s", db->name);
+    pthread_setname_np(pthread_self(), name);
     db_conn_t *c = db_conn(db);
     pthread_mutex_lock(&db->ckpt_lock);
     while (c && !db->ckpt_stop) {
