@@ -91,6 +91,7 @@ static const http_route_t routes[] = {
 
 static const sched_job_t jobs[] = {
     {"accounting-close-day", SCHED_DAILY, 0, acct_close_job},
+    {"accounting-payout-mails", SCHED_INTERVAL, ACCT_MAIL_JOB_MS, acct_mail_job},
     {NULL, 0, 0, NULL},
 };
 

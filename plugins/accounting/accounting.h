@@ -73,6 +73,12 @@ int acct_last_closed(db_conn_t *c, char out[CLOCK_DAY_LEN]);
 /* Book one entry inside tx: the entry, the account's balance, the day's
  * totals and its TransactionApplied. `out` may be NULL. */
 int acct_book(db_conn_t *tx, const acct_booking_t *b, acct_booked_t *out);
+/* acct_book for a caller that knows more (the close): b->day is open, the
+ * account's balance now is `before`, and the day's totals are the caller's
+ * to add (acct_add_to_day, once for all its entries). */
+int acct_book_open_day(db_conn_t *tx, const acct_booking_t *b, int64_t before, acct_booked_t *out);
+/* Add `amount` of `kind` to the totals of `day`. */
+int acct_add_to_day(db_conn_t *tx, const char *day, const char *kind, int64_t amount);
 
 /* events.c: the consumers' handlers */
 /* The stored price of task `id`: 1 found, 0 not priced yet, -1 error. */
@@ -91,6 +97,13 @@ int acct_on_task_completed(db_conn_t *tx, const bus_event_t *ev, void *ud);
 int acct_close(service_t *svc, db_conn_t *c, const char *day, cJSON **answer);
 /* Queue the payout mails that waited for `account_id`'s address. */
 int acct_mail_pending(db_conn_t *tx, service_t *svc, const char *account_id);
+/* Render and queue every pending payout mail whose account has an address,
+ * ACCT_MAIL_CHUNK per transaction on `c`; how many, or -1 (those of the
+ * failed chunk stay pending). acct_mail_job runs it every ACCT_MAIL_JOB_MS. */
+#define ACCT_MAIL_CHUNK 1000
+#define ACCT_MAIL_JOB_MS 1000
+int acct_mail_flush(service_t *svc, db_conn_t *c);
+int acct_mail_job(void *ud, const char *day);
 int acct_close_job(void *ud, const char *day);
 void acct_on_close_day(http_req_t *req, void *ud);
 int acct_cmd_close_day(const config_t *cfg, int argc, char **argv);

@@ -6,11 +6,18 @@
  * A close is one transaction: for each account whose balance at the end
  * of the day is not zero, payout.lua's payout(balance) says what to pay and
  * what to carry; a payment is a `payout` entry on that day (balance down by
- * it) and one mail (payout.lua's mail(), queued in mail_outbox with the id
- * payout-<day>-<account>); then the day's summary goes into closed_days and
- * DayClosed into the outbox. A crash anywhere before the commit leaves
- * nothing; after it, the mail worker and the outbox relay finish the rest,
- * each exactly once per id. Closing day D closes the open days before it
+ * it) and a row in mail_pending that owes its mail; then the day's summary
+ * goes into closed_days and DayClosed into the outbox. A crash anywhere
+ * before the commit leaves nothing; after it, the payout mail job, the mail
+ * worker and the outbox relay finish the rest, each exactly once per id.
+ *
+ * Payout mails: the job (every ACCT_MAIL_JOB_MS, and `ates close-day`
+ * before it delivers) renders payout.lua's mail() for each pending payout
+ * whose account has an address, queues it in mail_outbox with the id
+ * payout-<day>-<account> and deletes the pending row, in transactions of
+ * ACCT_MAIL_CHUNK. Rendering outside the close keeps the close's write
+ * lock short (consumers wait for it); a payout whose account has no
+ * address yet waits for its AccountCreated (acct_mail_pending). Closing day D closes the open days before it
  * first, oldest first, so closed days stay a prefix of the calendar and a
  * balance is never paid twice.
  *
@@ -34,6 +41,7 @@
 typedef struct settle {
     char id[UUID_LEN + 27];  /* account ids are UUIDs; room for a longer one */
     int64_t end_balance;     /* its balance at the end of the day */
+    int64_t balance;         /* its balance now */
     char *email, *name;      /* NULL while unknown; owned */
 } settle_t;
 
@@ -106,6 +114,104 @@ int acct_mail_pending(db_conn_t *tx, service_t *svc, const char *account_id)
     return db_step_done(tx, st);
 }
 
+/* A pending payout mail, read before the chunk's writes. */
+typedef struct pending_mail {
+    char entry[UUID_LEN], account[UUID_LEN + 27], day[CLOCK_DAY_LEN];
+    int64_t amount, balance;
+    char *email, *name;
+} pending_mail_t;
+
+static void pending_free(pending_mail_t *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(p[i].email);
+        free(p[i].name);
+    }
+}
+
+/* Up to ACCT_MAIL_CHUNK pending mails after entry `after` whose account
+ * has an address; how many, or -1. */
+static int load_pending(db_conn_t *tx, const char *after, pending_mail_t *p)
+{
+    sqlite3_stmt *st = db_stmt(tx, "SELECT m.entry_id, m.account_id, l.day, l.amount_cents, "
+                                   "l.balance_cents, a.email, a.name "
+                                   "FROM mail_pending m JOIN ledger l ON l.id = m.entry_id "
+                                   "JOIN accounts a ON a.id = m.account_id "
+                                   "WHERE m.entry_id > ?1 AND a.email IS NOT NULL "
+                                   "ORDER BY m.entry_id LIMIT ?2");
+    if (!st || db_bind_text(st, 1, after) < 0 || db_bind_int64(st, 2, ACCT_MAIL_CHUNK) < 0) return -1;
+    int n = 0, rc;
+    while (n < ACCT_MAIL_CHUNK && (rc = db_step(tx, st)) == 1) {
+        pending_mail_t *m = &p[n++];
+        snprintf(m->entry, sizeof(m->entry), "%s", db_col_text(st, 0));
+        snprintf(m->account, sizeof(m->account), "%s", db_col_text(st, 1));
+        snprintf(m->day, sizeof(m->day), "%s", db_col_text(st, 2));
+        m->amount = sqlite3_column_int64(st, 3);
+        m->balance = sqlite3_column_int64(st, 4);
+        m->email = strdup(db_col_text(st, 5));
+        m->name = sqlite3_column_type(st, 6) == SQLITE_NULL ? NULL : strdup(db_col_text(st, 6));
+        if (!m->email) rc = diag_set(DIAG_INTERNAL, "out of memory");
+        if (rc < 0) break;
+    }
+    sqlite3_reset(st);
+    if (rc < 0) {
+        pending_free(p, n);
+        return -1;
+    }
+    return n;
+}
+
+static int send_pending(db_conn_t *tx, service_t *svc, const pending_mail_t *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (queue_mail(tx, svc, p[i].account, p[i].email, p[i].name, p[i].day, p[i].amount,
+                       p[i].balance) < 0)
+            return -1;
+        sqlite3_stmt *st = db_stmt(tx, "DELETE FROM mail_pending WHERE entry_id = ?1");
+        if (!st || db_bind_text(st, 1, p[i].entry) < 0 || db_step_done(tx, st) < 0) return -1;
+    }
+    return 0;
+}
+
+int acct_mail_flush(service_t *svc, db_conn_t *c)
+{
+    pending_mail_t *p = calloc(ACCT_MAIL_CHUNK, sizeof(*p));
+    if (!p) return diag_set(DIAG_INTERNAL, "out of memory");
+    char after[UUID_LEN] = "";
+    int n = 0, total = 0, rc = 0;
+    do {
+        if (db_begin(c) < 0) {
+            rc = -1;
+            break;
+        }
+        if ((n = load_pending(c, after, p)) < 0) {
+            db_rollback(c);
+            rc = -1;
+            break;
+        }
+        rc = send_pending(c, svc, p, n) < 0 || db_commit(c) < 0 ? -1 : 0;
+        if (rc < 0) db_rollback(c);
+        if (n > 0) snprintf(after, sizeof(after), "%s", p[n - 1].entry);
+        pending_free(p, n);
+        total += rc == 0 ? n : 0;
+    } while (rc == 0 && n == ACCT_MAIL_CHUNK);
+    free(p);
+    if (total > 0) log_info("accounting: %d payout mails queued", total);
+    return rc < 0 ? -1 : total;
+}
+
+int acct_mail_job(void *ud, const char *day)
+{
+    (void)day;
+    service_t *svc = ud;
+    db_conn_t *c = db_conn(service_db(svc));
+    if (!c || acct_mail_flush(svc, c) < 0) {
+        log_diag(LOG_ERROR, "accounting: payout mails (kept, tried again)");
+        return -1;
+    }
+    return 0;
+}
+
 /* --- one day -------------------------------------------------------------- */
 
 static void settle_free(settle_t *s, int n)
@@ -124,7 +230,8 @@ static int load_settles(db_conn_t *tx, const char *day, settle_t **out, int *n)
     *n = 0;
     int cap = 0, rc;
     sqlite3_stmt *st = db_stmt(
-        tx, "SELECT a.id, a.balance_cents - coalesce(l.later, 0) AS end_balance, a.email, a.name "
+        tx, "SELECT a.id, a.balance_cents - coalesce(l.later, 0) AS end_balance, a.email, a.name, "
+            "a.balance_cents "
             "FROM accounts a LEFT JOIN (SELECT account_id, "
             "  sum(CASE kind WHEN 'credit' THEN amount_cents ELSE -amount_cents END) AS later "
             "  FROM ledger WHERE day > ?1 GROUP BY account_id) l ON l.account_id = a.id "
@@ -145,6 +252,7 @@ static int load_settles(db_conn_t *tx, const char *day, settle_t **out, int *n)
         s->end_balance = sqlite3_column_int64(st, 1);
         s->email = sqlite3_column_type(st, 2) == SQLITE_NULL ? NULL : strdup(db_col_text(st, 2));
         s->name = sqlite3_column_type(st, 3) == SQLITE_NULL ? NULL : strdup(db_col_text(st, 3));
+        s->balance = sqlite3_column_int64(st, 4);
     }
     return rc;
 }
@@ -174,7 +282,9 @@ static int ask_payout(rules_args_t *a, int64_t balance, int64_t *pay, char versi
     return rc;
 }
 
-static int pay(db_conn_t *tx, service_t *svc, const settle_t *s, const char *day, int64_t amount,
+/* The payout entry (the day is open: close_upto closes in order), and the
+ * mail it owes. 1 booked, 0 booked before, -1 error. */
+static int pay(db_conn_t *tx, const settle_t *s, const char *day, int64_t amount,
                const char *version)
 {
     char cause[ACCT_CAUSE_LEN];
@@ -182,13 +292,13 @@ static int pay(db_conn_t *tx, service_t *svc, const settle_t *s, const char *day
     acct_booking_t b = {.account_id = s->id, .kind = "payout", .amount = amount, .cause = cause,
                         .day = day, .rules_version = version};
     acct_booked_t e;
-    if (acct_book(tx, &b, &e) < 0) return -1;
+    if (acct_book_open_day(tx, &b, s->balance, &e) < 0) return -1;
     if (!e.booked) return 0;
-    if (s->email)
-        return queue_mail(tx, svc, s->id, s->email, s->name, day, amount, e.balance);
     sqlite3_stmt *st = db_stmt(tx, "INSERT INTO mail_pending(entry_id, account_id) VALUES (?1, ?2)");
-    if (!st || db_bind_text(st, 1, e.id) < 0 || db_bind_text(st, 2, s->id) < 0) return -1;
-    return db_step_done(tx, st);
+    if (!st || db_bind_text(st, 1, e.id) < 0 || db_bind_text(st, 2, s->id) < 0 ||
+        db_step_done(tx, st) < 0)
+        return -1;
+    return 1;
 }
 
 static int record_closed(db_conn_t *tx, const char *day, summary_t *sum)
@@ -223,16 +333,20 @@ static int close_one(db_conn_t *tx, service_t *svc, const char *day, summary_t *
     int n = 0, rc = -1;
     if (load_settles(tx, day, &s, &n) < 0 || rules_args_new(service_rules(svc), 1, &a) < 0)
         goto out;
+    int64_t booked = 0; /* the day's payout total, added once */
     for (int i = 0; i < n; i++) {
         int64_t amount = 0;
         char version[RULES_VERSION_LEN];
         if (ask_payout(a, s[i].end_balance, &amount, version) < 0) goto out;
         if (s[i].end_balance - amount < 0) sum->negative++;
         if (amount == 0) continue;
-        if (pay(tx, svc, &s[i], day, amount, version) < 0) goto out;
+        int paid = pay(tx, &s[i], day, amount, version);
+        if (paid < 0) goto out;
+        if (paid) booked += amount;
         sum->paid += amount;
         sum->paid_accounts++;
     }
+    if (booked > 0 && acct_add_to_day(tx, day, "payout", booked) < 0) goto out;
     rc = record_closed(tx, day, sum);
 out:
     rules_args_free(a);
@@ -418,6 +532,7 @@ int acct_cmd_close_day(const config_t *cfg, int argc, char **argv)
     svc = runtime_service_new(cfg, &accounting_plugin, db, NULL, rules);
     db_conn_t *c = svc ? db_conn(db) : NULL;
     if (!c || acct_close(svc, c, day, &answer) < 0) goto out;
+    if (acct_mail_flush(svc, c) < 0) log_diag(LOG_WARN, "close-day: payout mails (kept for ates serve)");
     if (mail_deliver_due(db, cfg) < 0) log_diag(LOG_WARN, "close-day: mail delivery");
     char *text = cJSON_PrintUnformatted(answer);
     printf("%s\n", text ? text : "");

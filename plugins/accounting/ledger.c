@@ -43,7 +43,7 @@ static int balance_of(db_conn_t *tx, const char *account, int64_t *out)
     return rc < 0 ? -1 : 0;
 }
 
-static int add_to_day(db_conn_t *tx, const char *day, const char *kind, int64_t amount)
+int acct_add_to_day(db_conn_t *tx, const char *day, const char *kind, int64_t amount)
 {
     sqlite3_stmt *st = db_stmt(tx, "INSERT INTO days(day, debits_cents, credits_cents, payouts_cents) "
                                    "VALUES (?1, ?2, ?3, ?4) ON CONFLICT(day) DO UPDATE SET "
@@ -79,11 +79,53 @@ static int emit_applied(db_conn_t *tx, const acct_booking_t *b, const acct_booke
     return bus_emit(tx, "ates.accounting.transaction", "TransactionApplied", 1, d, NULL);
 }
 
+/* The entry on day e->day (late_from: its own closed day, or NULL) with
+ * the account's balance `before` it; the day's totals too unless the
+ * caller adds them up itself. */
+static int book_entry(db_conn_t *tx, const acct_booking_t *b, const char *late_from,
+                      int64_t before, bool day_totals, acct_booked_t *e)
+{
+    e->booked = false;
+    if (__builtin_add_overflow(before, signed_amount(b->kind, b->amount), &e->balance) ||
+        e->balance > JSON_INT_MAX || e->balance < -JSON_INT_MAX)
+        return diag_set(DIAG_VALIDATION, "the balance of %s would leave the range of cents",
+                        b->account_id);
+    uuid_v7(e->id);
+    int64_t now = clock_now_ms();
+    sqlite3_stmt *st = db_stmt(tx, "INSERT INTO ledger(id, cause, account_id, kind, amount_cents, "
+                                   "task_id, day, late_from, balance_cents, created_at, rules_version) "
+                                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
+                                   "ON CONFLICT(cause) DO NOTHING");
+    if (!st || db_bind_text(st, 1, e->id) < 0 || db_bind_text(st, 2, b->cause) < 0 ||
+        db_bind_text(st, 3, b->account_id) < 0 || db_bind_text(st, 4, b->kind) < 0 ||
+        db_bind_int64(st, 5, b->amount) < 0 || db_bind_text(st, 6, b->task_id) < 0 ||
+        db_bind_text(st, 7, e->day) < 0 || db_bind_text(st, 8, late_from) < 0 ||
+        db_bind_int64(st, 9, e->balance) < 0 || db_bind_int64(st, 10, now) < 0 ||
+        db_bind_text(st, 11, b->rules_version) < 0 || db_step_done(tx, st) < 0)
+        return -1;
+    if (sqlite3_changes(db_conn_handle(tx)) == 0) return 0; /* this cause was booked before */
+    e->booked = true;
+    st = db_stmt(tx, "INSERT INTO accounts(id, balance_cents) VALUES (?1, ?2) "
+                     "ON CONFLICT(id) DO UPDATE SET balance_cents = excluded.balance_cents");
+    if (!st || db_bind_text(st, 1, b->account_id) < 0 || db_bind_int64(st, 2, e->balance) < 0 ||
+        db_step_done(tx, st) < 0 ||
+        (day_totals && acct_add_to_day(tx, e->day, b->kind, b->amount) < 0) ||
+        emit_applied(tx, b, e, now) < 0)
+        return -1;
+    return 0;
+}
+
+static int check_amount(const acct_booking_t *b)
+{
+    if (b->amount < 0 || b->amount > ACCT_AMOUNT_MAX)
+        return diag_set(DIAG_VALIDATION, "amount %lld cents is out of range", (long long)b->amount);
+    return 0;
+}
+
 int acct_book(db_conn_t *tx, const acct_booking_t *b, acct_booked_t *out)
 {
     acct_booked_t e = {.booked = false};
-    if (b->amount < 0 || b->amount > ACCT_AMOUNT_MAX)
-        return diag_set(DIAG_VALIDATION, "amount %lld cents is out of range", (long long)b->amount);
+    if (check_amount(b) < 0) return -1;
     /* an entry whose day is closed goes to the first open day */
     char last[CLOCK_DAY_LEN];
     const char *late_from = NULL;
@@ -94,35 +136,16 @@ int acct_book(db_conn_t *tx, const acct_booking_t *b, acct_booked_t *out)
         late_from = b->day;
     }
     int64_t before;
-    if (balance_of(tx, b->account_id, &before) < 0) return -1;
-    if (__builtin_add_overflow(before, signed_amount(b->kind, b->amount), &e.balance) ||
-        e.balance > JSON_INT_MAX || e.balance < -JSON_INT_MAX)
-        return diag_set(DIAG_VALIDATION, "the balance of %s would leave the range of cents",
-                        b->account_id);
-    uuid_v7(e.id);
-    int64_t now = clock_now_ms();
-    sqlite3_stmt *st = db_stmt(tx, "INSERT INTO ledger(id, cause, account_id, kind, amount_cents, "
-                                   "task_id, day, late_from, balance_cents, created_at, rules_version) "
-                                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
-                                   "ON CONFLICT(cause) DO NOTHING");
-    if (!st || db_bind_text(st, 1, e.id) < 0 || db_bind_text(st, 2, b->cause) < 0 ||
-        db_bind_text(st, 3, b->account_id) < 0 || db_bind_text(st, 4, b->kind) < 0 ||
-        db_bind_int64(st, 5, b->amount) < 0 || db_bind_text(st, 6, b->task_id) < 0 ||
-        db_bind_text(st, 7, e.day) < 0 || db_bind_text(st, 8, late_from) < 0 ||
-        db_bind_int64(st, 9, e.balance) < 0 || db_bind_int64(st, 10, now) < 0 ||
-        db_bind_text(st, 11, b->rules_version) < 0 || db_step_done(tx, st) < 0)
-        return -1;
-    if (sqlite3_changes(db_conn_handle(tx)) == 0) { /* this cause was booked before */
-        if (out) *out = e;
-        return 0;
-    }
-    e.booked = true;
-    st = db_stmt(tx, "INSERT INTO accounts(id, balance_cents) VALUES (?1, ?2) "
-                     "ON CONFLICT(id) DO UPDATE SET balance_cents = excluded.balance_cents");
-    if (!st || db_bind_text(st, 1, b->account_id) < 0 || db_bind_int64(st, 2, e.balance) < 0 ||
-        db_step_done(tx, st) < 0 || add_to_day(tx, e.day, b->kind, b->amount) < 0 ||
-        emit_applied(tx, b, &e, now) < 0)
+    if (balance_of(tx, b->account_id, &before) < 0 || book_entry(tx, b, late_from, before, true, &e) < 0)
         return -1;
     if (out) *out = e;
     return 0;
+}
+
+int acct_book_open_day(db_conn_t *tx, const acct_booking_t *b, int64_t before, acct_booked_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (check_amount(b) < 0) return -1;
+    snprintf(out->day, sizeof(out->day), "%s", b->day);
+    return book_entry(tx, b, NULL, before, false, out);
 }

@@ -324,6 +324,16 @@ def db_exec(data_dir, sql, args=()):
 # --- mail spool ---------------------------------------------------------------------------
 
 
+MAILS_SETTLED_SQL = ("SELECT (SELECT count(*) FROM mail_outbox) + (SELECT count(*) FROM mail_pending m "
+                     "JOIN accounts a ON a.id = m.account_id WHERE a.email IS NOT NULL)")
+
+
+def mails_settled(data_dir):
+    """True once every payout mail that can be written is: none pending for an account with an
+    address (the payout mail job renders those) and none left in mail_outbox (the mail worker)."""
+    return db_rows(data_dir, MAILS_SETTLED_SQL)[0][0] == 0
+
+
 def spool(data_dir):
     """{file name: raw bytes} of DATA/mail (dot files are temp files and count too)."""
     d = os.path.join(data_dir, "mail")

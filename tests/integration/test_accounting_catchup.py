@@ -94,7 +94,7 @@ pays = sorted((x, e["day"], e["amount_cents"]) for x in (A, B, C) for e in
               [dict(p, day=d) for d in (D3, D2, D1) for p in au.ledger(ates, ADMIN, x, d)[0] if p["kind"] == "payout"])
 t.eq(pays, sorted([(C, D3, 2004), (A, D2, 998), (B, D2, 2002)]), "the payouts, each on its day")
 t.eq([au.ledger(ates, ADMIN, x)[1] for x in (A, B, C)], [0, 0, 0], "every balance is 0 now")
-wait_for(lambda: au.db_rows(ates.data_dir, "SELECT count(*) FROM mail_outbox")[0][0] == 0, what="mails written")
+wait_for(lambda: au.mails_settled(ates.data_dir), what="mails written")
 mails = au.spool(ates.data_dir)
 t.eq(sorted(mails), sorted(["payout-%s-%s.eml" % (D3, C), "payout-%s-%s.eml" % (D2, A),
                             "payout-%s-%s.eml" % (D2, B)]), "one mail per payout")

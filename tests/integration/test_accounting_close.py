@@ -54,9 +54,8 @@ def entries(acc, day):
 
 
 def stored_mails():
-    """The spool once the mail worker is done (no mail left in mail_outbox)."""
-    wait_for(lambda: au.db_rows(ates.data_dir, "SELECT count(*) FROM mail_outbox")[0][0] == 0,
-             what="the mail outbox drained")
+    """The spool once the payout mail job and the mail worker are done."""
+    wait_for(lambda: au.mails_settled(ates.data_dir), what="the payout mails written")
     return au.spool(ates.data_dir)
 
 

@@ -100,8 +100,7 @@ def check_day(day, what):
     t.eq(len(rows), N, "%s: every account got a payout on %s" % (what, day))
     t.eq([r for r in rows if r[1] != 1], [], "%s: no account got two payouts on %s" % (what, day))
     t.eq([r for r in rows if r[2] != want.get(r[0])], [], "%s: each payout is the day's balance" % what)
-    wait_for(lambda: au.db_rows(ates.data_dir, "SELECT count(*) FROM mail_outbox")[0][0] == 0, timeout=60,
-             what="the mail outbox drained")
+    wait_for(lambda: au.mails_settled(ates.data_dir), timeout=60, what="the payout mails written")
     files = au.spool(ates.data_dir)
     mine = sorted(n for n in files if n.startswith("payout-%s-" % day))
     t.eq(mine, sorted("payout-%s-%s.eml" % (day, a) for a in accounts), "%s: one mail per account for %s"

@@ -146,7 +146,7 @@ st, js = au.close_day(acct, ADMIN, DAY)
 t.eq((st, js), (200, {"day": DAY, "changed": True, "management_earnings_cents": debits - credits,
                       "paid_cents": sum(pos.values()), "paid_accounts": len(pos),
                       "negative_accounts": sum(1 for b in bal.values() if b < 0)}), "close today")
-wait_for(lambda: au.db_rows(acct.data_dir, "SELECT count(*) FROM mail_outbox")[0][0] == 0, what="mails written")
+wait_for(lambda: au.mails_settled(acct.data_dir), what="mails written")
 mails = au.spool(acct.data_dir)
 t.eq(sorted(mails), sorted("payout-%s-%s.eml" % (DAY, a) for a in pos), "one mail per positive balance")
 for a, cents in pos.items():
