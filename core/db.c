@@ -23,7 +23,8 @@
 #define DB_BUSY_SHORT_US 100  /* first waits: a short transaction of another thread */
 #define DB_BUSY_SHORT_TRIES 50
 #define DB_BUSY_LONG_US 1000  /* after that: a long one (a close, a shuffle) */
-#define DB_CKPT_PAGES 1000    /* WAL pages that wake the checkpointer (SQLite's autocheckpoint) */
+#define DB_CKPT_PAGES 10000 /* WAL pages (40 MiB) that wake the checkpointer: fewer, larger
+                               checkpoints copy a page changed many times in between once */
 #define DB_CKPT_IDLE_MS 5000  /* and a look this often, for commits of other processes */
 
 typedef struct db_cached {
@@ -58,6 +59,7 @@ struct db {
     pthread_mutex_t glock;       /* guards the group-commit queue */
     struct db_group_item *ghead; /* waiting db_group_run calls; the head leads */
     struct db_group_item *gtail;
+    db_conn_t *gconn;            /* the leaders' connection (one leader at a time) */
     /* The checkpointer: a thread that copies the WAL back into the file
      * (PASSIVE, never blocking a writer) when a commit left more than
      * DB_CKPT_PAGES in it, instead of the committing thread doing it
@@ -207,7 +209,7 @@ static void *ckpt_main(void *arg)
 static void sqlite_setup(void) { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
 static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
 
-static db_conn_t *conn_open(db_t *db)
+static db_conn_t *conn_open(db_t *db, bool mine)
 {
     db_conn_t *c = calloc(1, sizeof(*c));
     if (!c) {
@@ -241,14 +243,14 @@ static db_conn_t *conn_open(db_t *db)
     c->next = db->conns;
     db->conns = c;
     pthread_mutex_unlock(&db->lock);
-    pthread_setspecific(db->key, c);
+    if (mine) pthread_setspecific(db->key, c);
     return c;
 }
 
 db_conn_t *db_conn(db_t *db)
 {
     db_conn_t *c = pthread_getspecific(db->key);
-    return c ? c : conn_open(db);
+    return c ? c : conn_open(db, true);
 }
 
 db_t *db_conn_db(db_conn_t *c) { return c->db; }
@@ -636,11 +638,13 @@ out:
     log_set_trace(trace[0] ? trace : NULL);
 }
 
+static __thread db_t *tl_leading; /* the db whose batch this thread is running */
+
 int db_group_run(db_t *db, db_work_fn fn, void *arg)
 {
     db_conn_t *c = db_conn(db);
     if (!c) return -1;
-    if (c->in_tx) return diag_set(DIAG_INTERNAL, "db_group_run inside a transaction");
+    if (c->in_tx || tl_leading == db) return diag_set(DIAG_INTERNAL, "db_group_run inside a transaction");
     db_group_item_t me = {.fn = fn, .arg = arg};
     snprintf(me.service, sizeof(me.service), "%s", log_service());
     snprintf(me.trace, sizeof(me.trace), "%s", log_trace());
@@ -663,7 +667,15 @@ int db_group_run(db_t *db, db_work_fn fn, void *arg)
         int n = 0;
         for (db_group_item_t *it = &me; it && n < DB_GROUP_MAX; it = it->next) items[n++] = it;
         pthread_mutex_unlock(&db->glock);
-        batch_run(c, items, n);
+        /* Every leader writes through the same connection, whose page
+         * cache then stays valid from one batch to the next; each thread's
+         * own would be emptied by every commit of another connection and
+         * read its B-tree pages back one pread at a time. */
+        if (!db->gconn) db->gconn = conn_open(db, false);
+        tl_leading = db; /* a work calling db_group_run again is refused, not queued */
+        if (db->gconn) batch_run(db->gconn, items, n);
+        else batch_fail(items, n);
+        tl_leading = NULL;
         pthread_mutex_lock(&db->glock);
         db_group_item_t *rest = items[n - 1]->next;
         db->ghead = rest;

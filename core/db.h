@@ -2,11 +2,11 @@
  * db: one SQLite file per service under DATA ("DATA/<name>.db"), in WAL mode
  * with synchronous=NORMAL, a busy wait of up to 10 s (short naps first) and
  * foreign keys on. WAL checkpoints run on a thread of each db_t (PASSIVE,
- * woken by a commit that left 1,000 pages in the WAL), never in a commit.
+ * woken by a commit that left 10,000 pages in the WAL), never in a commit.
  *
  * A db_t is shared by all threads; each thread gets its own connection
  * (db_conn) on first use, with its own cache of prepared statements keyed by
- * SQL text. Writes go in transactions begun with BEGIN IMMEDIATE. Every
+ * the SQL's address (callers pass literals) and checked by its text. Writes go in transactions begun with BEGIN IMMEDIATE. Every
  * statement is prepared, values are bound: there is no API that splices
  * text into SQL.
  *
@@ -64,7 +64,8 @@ int db_after_commit(db_conn_t *c, void (*fn)(void *), void *arg);
  *
  * Leader/follower, no extra thread: the first waiting caller becomes the
  * leader, takes every call queued so far (up to DB_GROUP_MAX), runs them
- * on its own connection in arrival order, commits and wakes the others; an
+ * in arrival order on the db's group connection (one for all leaders, so
+ * its page cache stays warm between batches), commits and wakes the others; an
  * idle database runs a lone call at once. fn therefore may run on another
  * thread: it must use only `tx` (never db_conn nor a nested db_group_run;
  * db_commit there fails and db_rollback is ignored) and thread-safe state; the
