@@ -23,8 +23,7 @@
 #define DB_BUSY_SHORT_US 100  /* first waits: a short transaction of another thread */
 #define DB_BUSY_SHORT_TRIES 50
 #define DB_BUSY_LONG_US 1000  /* after that: a long one (a close, a shuffle) */
-#define DB_CKPT_PAGES 10000 /* WAL pages (40 MiB) that wake the checkpointer: fewer, larger
-                               checkpoints copy a page changed many times in between once */
+#define DB_CKPT_PAGES 1000    /* WAL pages that wake the checkpointer (SQLite's autocheckpoint) */
 #define DB_CKPT_IDLE_MS 5000  /* and a look this often, for commits of other processes */
 
 typedef struct db_cached {

@@ -2,7 +2,7 @@
  * db: one SQLite file per service under DATA ("DATA/<name>.db"), in WAL mode
  * with synchronous=NORMAL, a busy wait of up to 10 s (short naps first) and
  * foreign keys on. WAL checkpoints run on a thread of each db_t (PASSIVE,
- * woken by a commit that left 10,000 pages in the WAL), never in a commit.
+ * woken by a commit that left 1,000 pages in the WAL), never in a commit.
  *
  * A db_t is shared by all threads; each thread gets its own connection
  * (db_conn) on first use, with its own cache of prepared statements keyed by
