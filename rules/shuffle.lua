@@ -12,7 +12,9 @@ end
 
 -- pick(task, candidates) -> one of candidates
 --   task = {id, title, jira_id, assignee_id}  (assignee_id: the current one, nil on creation)
---   candidates = array of the ids of the eligible accounts (never empty)
+--   candidates = array of the ids of the eligible accounts (never empty), in id
+--                order; one shuffle passes the same table for every task: read
+--                it, do not change it
 -- Default: uniformly at random (math.random is seeded from ATES_SEED when set).
 function pick(task, candidates)
   return candidates[math.random(#candidates)]

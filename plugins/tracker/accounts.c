@@ -51,6 +51,7 @@ void tracker_candidates_release(tracker_candidates_t *c)
 {
     if (c && atomic_fetch_sub(&c->refs, 1) == 1) {
         cJSON_Delete(c->ids);
+        free(c->sorted);
         free(c);
     }
 }
@@ -75,6 +76,25 @@ static int call_eligible(rules_t *r, sqlite3_stmt *st)
     return rc;
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* c->sorted: the ids in strcmp order (the query's ORDER BY id is the
+ * collation's, which for these ASCII ids is the same; sorted anyway). */
+static int index_ids(tracker_candidates_t *c)
+{
+    c->n = (size_t)cJSON_GetArraySize(c->ids);
+    c->sorted = calloc(c->n ? c->n : 1, sizeof(*c->sorted));
+    if (!c->sorted) return diag_set(DIAG_INTERNAL, "out of memory");
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, c->ids) c->sorted[i++] = it->valuestring;
+    qsort(c->sorted, c->n, sizeof(*c->sorted), cmp_id);
+    return 0;
+}
+
 static tracker_candidates_t *build(service_t *svc, uint64_t accounts_gen, uint64_t rules_gen)
 {
     tracker_candidates_t *c = calloc(1, sizeof(*c));
@@ -96,7 +116,7 @@ static tracker_candidates_t *build(service_t *svc, uint64_t accounts_gen, uint64
         if (yes) cJSON_AddItemToArray(c->ids, cJSON_CreateString(db_col_text(st, 0)));
     }
     sqlite3_reset(st);
-    if (rc < 0 || yes < 0) {
+    if (rc < 0 || yes < 0 || index_ids(c) < 0) {
         tracker_candidates_release(c);
         return NULL;
     }
@@ -131,32 +151,40 @@ tracker_candidates_t *tracker_candidates_get(service_t *svc)
 
 static bool is_candidate(const tracker_candidates_t *c, const char *id)
 {
-    const cJSON *it;
-    cJSON_ArrayForEach(it, c->ids)
-    {
-        if (strcmp(it->valuestring, id) == 0) return true;
-    }
-    return false;
+    return c->n > 0 && bsearch(&id, c->sorted, c->n, sizeof(*c->sorted), cmp_id) != NULL;
 }
 
-int tracker_pick(service_t *svc, const tracker_task_t *task, const tracker_candidates_t *c,
-                 char out[UUID_LEN], char version[RULES_VERSION_LEN])
+int tracker_picker_open(service_t *svc, const tracker_candidates_t *c, tracker_picker_t *p)
 {
-    cJSON *args = cJSON_CreateArray(), *t = cJSON_CreateObject(), *res = NULL;
-    cJSON_AddItemToArray(args, t);
+    p->c = c;
+    p->args = NULL;
+    if (rules_args_new(service_rules(svc), 2, &p->args) < 0) return -1;
+    return rules_args_bind(p->args, 1, c->ids); /* borrowed, converted once per Lua state */
+}
+
+void tracker_picker_close(tracker_picker_t *p)
+{
+    rules_args_free(p->args);
+    p->args = NULL;
+}
+
+int tracker_pick(tracker_picker_t *p, const tracker_task_t *task, char out[UUID_LEN],
+                 char version[RULES_VERSION_LEN])
+{
+    cJSON *t = cJSON_CreateObject(), *res = NULL;
     cJSON_AddStringToObject(t, "id", task->id);
     cJSON_AddStringToObject(t, "title", task->title);
     json_add_string_or_null(t, "jira_id", task->jira_id[0] ? task->jira_id : NULL);
     json_add_string_or_null(t, "assignee_id", task->assignee_id[0] ? task->assignee_id : NULL);
-    cJSON_AddItemReferenceToArray(args, c->ids); /* borrowed, not copied */
-    int rc = rules_call(service_rules(svc), TRACKER_RULES, "pick", args, &res, version);
+    int rc = rules_args_set(p->args, 0, t);
+    if (rc == 0) rc = rules_call_args(p->args, TRACKER_RULES, "pick", &res, version);
     if (rc == 0) {
-        if (!cJSON_IsString(res) || !is_candidate(c, res->valuestring))
+        if (!cJSON_IsString(res) || !is_candidate(p->c, res->valuestring))
             rc = diag_set(DIAG_UNAVAILABLE, "shuffle.lua: pick() must return one of the candidates");
         else
             snprintf(out, UUID_LEN, "%s", res->valuestring);
     }
     cJSON_Delete(res);
-    cJSON_Delete(args);
+    cJSON_Delete(t);
     return rc;
 }

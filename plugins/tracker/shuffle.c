@@ -41,8 +41,7 @@ static int load_chunk(db_conn_t *tx, const char *after, chunk_row_t *rows)
 }
 
 /* Reassign the loaded rows inside tx. */
-static int reassign(service_t *svc, db_conn_t *tx, const tracker_candidates_t *c,
-                    const chunk_row_t *rows, int n)
+static int reassign(tracker_picker_t *pk, db_conn_t *tx, const chunk_row_t *rows, int n)
 {
     int64_t now = clock_now_ms();
     for (int i = 0; i < n; i++) {
@@ -52,7 +51,7 @@ static int reassign(service_t *svc, db_conn_t *tx, const tracker_candidates_t *c
         memcpy(t.title, rows[i].title, sizeof(t.title));
         memcpy(t.jira_id, rows[i].jira_id, sizeof(t.jira_id));
         memcpy(t.assignee_id, rows[i].assignee, sizeof(t.assignee_id));
-        if (tracker_pick(svc, &t, c, next, NULL) < 0) return -1;
+        if (tracker_pick(pk, &t, next, NULL) < 0) return -1;
         sqlite3_stmt *st = db_stmt(tx, "UPDATE tasks SET assignee_id = ?2 WHERE id = ?1");
         if (!st || db_bind_text(st, 1, t.id) < 0 || db_bind_text(st, 2, next) < 0 ||
             db_step_done(tx, st) < 0 ||
@@ -76,14 +75,15 @@ static int shuffle_all(service_t *svc, const tracker_candidates_t *c, int64_t *t
     db_conn_t *tx = db_conn(service_db(svc));
     char after[UUID_LEN] = "";
     int n, rc = -1;
-    if (!rows || !tx) {
+    tracker_picker_t pk = {0};
+    if (!rows || !tx || tracker_picker_open(svc, c, &pk) < 0) {
         if (!rows) diag_set(DIAG_INTERNAL, "out of memory");
         goto out;
     }
     do {
         if (db_begin(tx) < 0) goto out;
         if ((n = load_chunk(tx, after, rows)) < 0 || (n > 0 && no_candidates(c) < 0) ||
-            reassign(svc, tx, c, rows, n) < 0 || db_commit(tx) < 0) {
+            reassign(&pk, tx, rows, n) < 0 || db_commit(tx) < 0) {
             db_rollback(tx);
             goto out;
         }
@@ -92,6 +92,7 @@ static int shuffle_all(service_t *svc, const tracker_candidates_t *c, int64_t *t
     } while (n == TRACKER_SHUFFLE_CHUNK);
     rc = 0;
 out:
+    tracker_picker_close(&pk);
     free(rows);
     return rc;
 }

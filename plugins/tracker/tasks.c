@@ -161,8 +161,12 @@ void tracker_on_create(http_req_t *req, void *ud)
     int rc = -1;
     if (c && cJSON_GetArraySize(c->ids) == 0)
         diag_set(DIAG_CONFLICT, "no account is eligible for tasks (see rules/shuffle.lua)");
-    else if (c)
-        rc = tracker_pick(svc, &t, c, t.assignee_id, NULL);
+    else if (c) {
+        tracker_picker_t pk;
+        rc = tracker_picker_open(svc, c, &pk);
+        if (rc == 0) rc = tracker_pick(&pk, &t, t.assignee_id, NULL);
+        tracker_picker_close(&pk);
+    }
     tracker_candidates_release(c);
     if (rc < 0 || db_group_run(service_db(svc), insert_task_fn, &t) < 0) {
         http_reply_diag(req);

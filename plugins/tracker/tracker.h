@@ -25,7 +25,9 @@
 /* The eligible accounts, as an immutable shared snapshot. */
 typedef struct tracker_candidates {
     atomic_int refs;
-    cJSON *ids;            /* array of account id strings */
+    cJSON *ids;            /* array of account id strings, in id order */
+    const char **sorted;   /* the same strings, for bsearch */
+    size_t n;
     uint64_t accounts_gen; /* what it was built from */
     uint64_t rules_gen;
 } tracker_candidates_t;
@@ -55,9 +57,19 @@ int tracker_on_account(db_conn_t *tx, const bus_event_t *ev, void *ud);
  * release with tracker_candidates_release. NULL with a diag on error. */
 tracker_candidates_t *tracker_candidates_get(service_t *svc);
 void tracker_candidates_release(tracker_candidates_t *c);
-/* pick(task, candidates) of shuffle.lua: the chosen id into out. */
-int tracker_pick(service_t *svc, const tracker_task_t *task, const tracker_candidates_t *c,
-                 char out[UUID_LEN], char version[RULES_VERSION_LEN]);
+/* pick(task, candidates) of shuffle.lua. A picker binds the candidates
+ * to the calling thread's Lua state once (a shuffle asks for every open
+ * task with the same list); each tracker_pick converts only the task and
+ * checks the answer with a binary search. One thread per picker. */
+typedef struct tracker_picker {
+    rules_args_t *args;
+    const tracker_candidates_t *c;
+} tracker_picker_t;
+int tracker_picker_open(service_t *svc, const tracker_candidates_t *c, tracker_picker_t *p);
+void tracker_picker_close(tracker_picker_t *p);
+/* The chosen id into out. */
+int tracker_pick(tracker_picker_t *p, const tracker_task_t *task, char out[UUID_LEN],
+                 char version[RULES_VERSION_LEN]);
 
 /* tasks.c */
 cJSON *tracker_task_json(const tracker_task_t *t);

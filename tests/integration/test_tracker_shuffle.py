@@ -1,9 +1,14 @@
 """tracker shuffle and eligibility: assignees are always eligible (never an
 admin, a manager or a deactivated account); 20 shuffles of 30 open tasks
 spread them over the popugs; done tasks never move; the old assignee of a
-moved task can no longer complete it."""
+moved task can no longer complete it. An edited pick(): the one it names
+(the last candidate too) gets the tasks; one naming no candidate makes
+shuffle and create fail (503) without changing anything."""
+import hashlib
+import os
+
 from harness import (ATES_BIN, Ates, Check, NatsServer, add_account, bearer, is_error, list_pages, login,
-                     wait_consumed)
+                     wait_consumed, wait_for, write_file)
 
 t = Check()
 nats = NatsServer().start()
@@ -132,6 +137,50 @@ for i in range(60):
         got_p4 = True
         break
 t(got_p4, "the reactivated p4 receives tasks again")
+
+# --- an operator's pick(): the highest id (the last candidate in id order), then a bad one.
+SHUFFLE = os.path.join(ates.rules_dir, "shuffle.lua")
+with open(SHUFFLE) as f:
+    ORIGINAL = f.read()
+PICK = ORIGINAL.replace("function pick(task, candidates)\n  return candidates[math.random(#candidates)]\nend",
+                        "function pick(task, candidates)\n  %s\nend")
+t(PICK != ORIGINAL, "shuffle.lua has the default pick() to replace")
+SELFTEST = 'if candidates[1] == "a" then return candidates[math.random(#candidates)] end  -- selftest()\n  '
+LAST = PICK % (SELFTEST + "local best = candidates[1]\n  for i = 2, #candidates do\n"
+               "    if candidates[i] > best then best = candidates[i] end\n  end\n  return best")
+STRANGER = PICK % (SELFTEST + 'return "no-such-account"')
+
+
+def use_shuffle(src, what):
+    write_file(SHUFFLE, src)
+    v = hashlib.sha256(src.encode()).hexdigest()[:12]
+
+    def in_force():
+        st, js = ates.get("/api/rules", headers=ADMIN)
+        items = [i for i in js.get("items", []) if i["file"] == "shuffle.lua"] if st == 200 else []
+        return items[0] if items and items[0]["version"] == v else None
+    t.eq(wait_for(in_force, timeout=10, what="shuffle.lua %s in force" % what)["error"], None,
+         "shuffle.lua %s loaded" % what)
+
+
+now_eligible = {ids[n] for n in POPUGS}
+use_shuffle(LAST, "(the last candidate)")
+st, js = ates.post("/api/tasks/shuffle", headers=H["boss"])
+t.eq(st, 200, "shuffle with pick() = the last candidate")
+opened = [x for x in snapshot().values() if x["status"] == "open"]
+t.eq({x["assignee_id"] for x in opened}, {max(now_eligible)}, "every open task went to the highest id")
+st, js = ates.post("/api/tasks", {"title": "To the last one"}, headers=H["p1"])
+t.eq((st, js.get("assignee_id")), (201, max(now_eligible)), "a new task too")
+before = snapshot()
+use_shuffle(STRANGER, "(no candidate)")
+st, js = ates.post("/api/tasks/shuffle", headers=H["boss"])
+t.eq(st, 503, "pick() naming no candidate: shuffle 503 %r" % (js,))
+if st == 503:
+    t(is_error(js, "unavailable") and "candidates" in js["error"]["message"], "503 body %r" % js)
+st, js = ates.post("/api/tasks", {"title": "Nobody to take it"}, headers=H["p1"])
+t.eq(st, 503, "and create 503 %r" % (js,))
+t.eq(snapshot(), before, "the failed shuffle and create changed nothing")
+use_shuffle(ORIGINAL, "(the default again)")
 
 # --- nobody eligible any more: shuffle and create refuse (409) and change nothing.
 for n in POPUGS:
