@@ -279,7 +279,7 @@ static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen, int64_t *s
         if (resolved < count) {
             int64_t now = mono_ms();
             if (!*stuck_since) *stuck_since = now;
-            if (now - *stuck_since < 2 * BUS_JS_WAIT_MS) return STEP_WAIT;
+            if (now - *stuck_since < 2 * (int64_t)BUS_JS_WAIT_MS) return STEP_WAIT;
             drop_pending(r, true); /* nats.c never answered: stop waiting for it */
         }
         *stuck_since = 0;

@@ -89,8 +89,7 @@ static int index_ids(tracker_candidates_t *c)
     c->sorted = calloc(c->n ? c->n : 1, sizeof(*c->sorted));
     if (!c->sorted) return diag_set(DIAG_INTERNAL, "out of memory");
     size_t i = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, c->ids) c->sorted[i++] = it->valuestring;
+    for (const cJSON *it = c->ids->child; it; it = it->next) c->sorted[i++] = it->valuestring;
     qsort(c->sorted, c->n, sizeof(*c->sorted), cmp_id);
     return 0;
 }
