@@ -71,11 +71,12 @@ int bus_open(bus_t **out, const char *urls, const schema_registry_t *schemas)
     bus_t *bus = calloc(1, sizeof(*bus));
     if (!bus) return diag_set(DIAG_INTERNAL, "out of memory");
     bus->schemas = schemas;
+    bus->urls = strdup(urls && *urls ? urls : NATS_DEFAULT_URL);
     pthread_mutex_init(&bus->lock, NULL);
     atomic_fetch_add(&g_open, 1);
     natsOptions *o = NULL;
-    natsStatus s = natsOptions_Create(&o);
-    if (s == NATS_OK) s = set_options(o, urls && *urls ? urls : NATS_DEFAULT_URL, bus);
+    natsStatus s = bus->urls ? natsOptions_Create(&o) : NATS_NO_MEMORY;
+    if (s == NATS_OK) s = set_options(o, bus->urls, bus);
     if (s == NATS_OK) {
         s = natsConnection_Connect(&bus->nc, o);
         if (s == NATS_NOT_YET_CONNECTED) {
@@ -106,6 +107,7 @@ void bus_close(bus_t *bus)
         free((void *)bus->streams[i].subjects);
     }
     free(bus->streams);
+    free(bus->urls);
     pthread_mutex_destroy(&bus->lock);
     free(bus);
     if (atomic_fetch_sub(&g_open, 1) == 1) nats_CloseAndWait(BUS_JS_WAIT_MS);
@@ -123,7 +125,31 @@ int bus_ping(bus_t *bus)
     return s == NATS_OK ? 0 : bus_nats_error(DIAG_UNAVAILABLE, s, "nats ping");
 }
 
+natsConnection *bus_connect_once(bus_t *bus, const char *name)
+{
+    natsOptions *o = NULL;
+    natsConnection *nc = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK) s = natsOptions_SetURL(o, bus->urls);
+    if (s == NATS_OK) s = natsOptions_SetName(o, name);
+    if (s == NATS_OK) s = natsOptions_SetAllowReconnect(o, false);
+    if (s == NATS_OK) s = natsOptions_SetTimeout(o, BUS_CONNECT_TIMEOUT_MS);
+    if (s == NATS_OK) s = natsConnection_Connect(&nc, o);
+    natsOptions_Destroy(o);
+    if (s != NATS_OK) {
+        bus_nats_error(DIAG_UNAVAILABLE, s, "nats connect");
+        natsConnection_Destroy(nc);
+        return NULL;
+    }
+    return nc;
+}
+
 jsCtx *bus_js(bus_t *bus, jsPubAckHandler on_ack, void *closure)
+{
+    return bus_js_on(bus->nc, on_ack, closure);
+}
+
+jsCtx *bus_js_on(natsConnection *nc, jsPubAckHandler on_ack, void *closure)
 {
     jsOptions o;
     jsOptions_Init(&o);
@@ -131,7 +157,7 @@ jsCtx *bus_js(bus_t *bus, jsPubAckHandler on_ack, void *closure)
     o.PublishAsync.AckHandler = on_ack;
     o.PublishAsync.AckHandlerClosure = closure;
     jsCtx *js = NULL;
-    natsStatus s = natsConnection_JetStream(&js, bus->nc, &o);
+    natsStatus s = natsConnection_JetStream(&js, nc, &o);
     if (s != NATS_OK) {
         bus_nats_error(DIAG_INTERNAL, s, "jetstream context");
         return NULL;

@@ -40,6 +40,7 @@ typedef struct bus_worker {
 
 struct bus {
     natsConnection *nc;               /* shared by all threads (nats.c is thread-safe) */
+    char *urls;                       /* what it connects to (for bus_connect_once) */
     const schema_registry_t *schemas; /* not owned */
     atomic_int gen;                   /* bumped on every (re)connect */
     pthread_mutex_t lock;             /* guards streams and workers */
@@ -54,6 +55,13 @@ int bus_nats_error(diag_kind_t kind, natsStatus s, const char *what);
 /* A JetStream context on bus->nc with the given publish-ack handler (may be
  * NULL). NULL with a diag on error. */
 jsCtx *bus_js(bus_t *bus, jsPubAckHandler on_ack, void *closure);
+/* The same on another connection. */
+jsCtx *bus_js_on(natsConnection *nc, jsPubAckHandler on_ack, void *closure);
+/* A connection of its own to the bus's servers that never reconnects and
+ * buffers nothing while disconnected: once it breaks, what the server took
+ * from it is a prefix of what was sent on it (an outbox relay needs that to
+ * keep events in order). NULL with a diag when no server answers. */
+natsConnection *bus_connect_once(bus_t *bus, const char *name);
 
 /* Unsubscribe, let the read loop pass every message already received, then
  * free: libnats 3.4 can crash when a subscription is freed while its read

@@ -19,6 +19,15 @@
  * appears behind one already read, and the window's rows are consecutive
  * rows of the outbox.
  *
+ * Order: the relay publishes on a connection of its own that never
+ * reconnects and buffers nothing while down (bus_connect_once). The shared
+ * connection would keep what is published while it reconnects and send it
+ * after the reconnect, ahead of earlier events lost with the old socket
+ * and published again: a task's TaskAssigned events would reach the stream
+ * out of order. On its own connection, what the server took is a prefix of
+ * what was sent; when it breaks, the window is dropped and everything not
+ * acknowledged goes out again, in order, on a new one.
+ *
  * Threads: the relay thread owns everything here except the rows' states
  * and the counters under ack_lock, which the nats.c thread that delivers
  * publish acks writes.
@@ -51,9 +60,12 @@ typedef struct relay_row {
 typedef struct bus_relay {
     bus_worker_t w; /* first: the worker is the relay */
     db_t *db;
-    jsCtx *js;                 /* this relay's context (its own pending-ack map) */
+    natsConnection *nc;        /* its own (bus_connect_once); NULL until connected */
+    jsCtx *js;                 /* on nc, with its own pending-ack map */
+    char name[64];             /* of the connection */
     pthread_mutex_t ack_lock;  /* guards ring[].state, hint, resolved, failed */
     relay_row_t ring[RELAY_WINDOW];
+    int64_t scratch[RELAY_WINDOW]; /* the relay thread's: seqs to delete at a reset */
     int head, count;           /* the window: ring[head], ... count rows */
     int hint;                  /* ring offset where on_ack starts looking: acks come in order */
     int resolved;              /* rows of the window acked or failed */
@@ -224,29 +236,30 @@ static int retire_prefix(bus_relay_t *r, db_conn_t *c, int min)
     return k;
 }
 
-/* After a failure, with the whole window resolved: delete every
- * acknowledged row, drop the window, read again from the oldest row. */
+/* After a failure or a lost connection: drop the window (answers still
+ * coming for it are ignored), delete the rows it has acknowledged, and read
+ * again from the oldest row. */
 static int window_reset(bus_relay_t *r, db_conn_t *c)
 {
-    int rc = retire_prefix(r, c, 1), n = 0;
-    if (rc < 0) return -1;
-    if (db_begin(c) < 0) return -1;
-    for (int k = 0; k < r->count && rc >= 0; k++) {
-        relay_row_t *row = ring_at(r, k); /* resolved: on_ack no longer writes it */
-        if (row->state != ROW_ACKED) continue;
-        sqlite3_stmt *st = db_stmt(c, "DELETE FROM outbox WHERE seq = ?1");
-        if (!st || db_bind_int64(st, 1, row->seq) < 0 || db_step_done(c, st) < 0) rc = -1;
-        else n++;
-    }
-    if (rc < 0 || db_commit(c) < 0) {
-        db_rollback(c);
-        return -1;
-    }
-    metrics_inc(r->published, (uint64_t)n);
+    int64_t *acked = r->scratch;
+    int n = 0, rc = 0;
     pthread_mutex_lock(&r->ack_lock);
+    for (int k = 0; k < r->count; k++)
+        if (ring_at(r, k)->state == ROW_ACKED) acked[n++] = ring_at(r, k)->seq;
     r->head = r->count = r->hint = r->resolved = r->failed = 0;
     r->last_seq = 0;
     pthread_mutex_unlock(&r->ack_lock);
+    if (n == 0) return 0;
+    if (db_begin(c) < 0) return -1;
+    for (int i = 0; i < n && rc == 0; i++) {
+        sqlite3_stmt *st = db_stmt(c, "DELETE FROM outbox WHERE seq = ?1");
+        if (!st || db_bind_int64(st, 1, acked[i]) < 0 || db_step_done(c, st) < 0) rc = -1;
+    }
+    if (rc < 0 || db_commit(c) < 0) {
+        db_rollback(c);
+        return -1; /* they stay and go out again: the stream drops the duplicates */
+    }
+    metrics_inc(r->published, (uint64_t)n);
     return 0;
 }
 
@@ -254,7 +267,7 @@ static int window_reset(bus_relay_t *r, db_conn_t *c)
  * any ack callback still running so that the states are final. */
 static void drop_pending(bus_relay_t *r, bool warn)
 {
-    if (!r->published_once) return;
+    if (!r->js || !r->published_once) return;
     natsMsgList pending = {0};
     if (js_PublishAsyncGetPendingList(&pending, r->js) == NATS_OK) {
         if (warn) log_warn("outbox relay: %d publishes not acknowledged, will retry", pending.Count);
@@ -266,11 +279,47 @@ static void drop_pending(bus_relay_t *r, bool warn)
     js_PublishAsyncComplete(r->js, &po);
 }
 
+static void unlink_nats(bus_relay_t *r)
+{
+    if (r->nc) natsConnection_Close(r->nc);
+    jsCtx_Destroy(r->js);
+    natsConnection_Destroy(r->nc);
+    r->js = NULL;
+    r->nc = NULL;
+    r->published_once = false;
+}
+
+/* 1 when the relay's connection is up (connecting it if need be), 0 when
+ * it is not, -1 when it was lost with rows in flight (window dropped). */
+static int link_nats(bus_relay_t *r, db_conn_t *c)
+{
+    if (r->nc && natsConnection_Status(r->nc) == NATS_CONN_STATUS_CONNECTED) return 1;
+    if (r->nc) { /* broken: nothing of it comes back; what it carried goes out again */
+        log_warn("outbox relay: nats connection lost; publishing again from the oldest event");
+        if (window_reset(r, c) < 0) log_diag(LOG_ERROR, "outbox relay: delete published rows");
+        unlink_nats(r);
+        return -1;
+    }
+    if (!bus_connected(r->w.bus)) return 0; /* the shared one reconnects in the background */
+    if (!(r->nc = bus_connect_once(r->w.bus, r->name))) return 0;
+    if (!(r->js = bus_js_on(r->nc, on_ack, r))) {
+        unlink_nats(r);
+        return 0;
+    }
+    return 1;
+}
+
 typedef enum { STEP_IDLE, STEP_BUSY, STEP_WAIT, STEP_RETRY } step_t;
 
 /* One turn of the pipeline. */
 static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen, int64_t *stuck_since)
 {
+    int up = link_nats(r, c);
+    if (up < 0) {
+        *stuck_since = 0;
+        *seen_gen = -1;
+        return STEP_RETRY;
+    }
     pthread_mutex_lock(&r->ack_lock);
     int count = r->count, resolved = r->resolved, failed = r->failed;
     pthread_mutex_unlock(&r->ack_lock);
@@ -292,7 +341,7 @@ static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen, int64_t *s
     if (count < RELAY_WINDOW) {
         natsMsg *msgs[RELAY_READ];
         int room = RELAY_WINDOW - count < RELAY_READ ? RELAY_WINDOW - count : RELAY_READ;
-        if (!bus_connected(r->w.bus) || bus_ensure_known(r->w.bus, seen_gen) < 0) {
+        if (up == 0 || bus_ensure_known(r->w.bus, seen_gen) < 0) {
             if (count == 0) return STEP_RETRY;
         } else if ((loaded = load_rows(r, c, msgs, room)) < 0) {
             log_diag(LOG_ERROR, "outbox relay: read outbox");
@@ -346,7 +395,7 @@ static void *relay_main(void *arg)
     }
     if (!c) log_diag(LOG_ERROR, "outbox relay: no database connection");
     drop_pending(r, false); /* wait for ack callbacks in flight */
-    if (bus_connected(r->w.bus)) natsConnection_FlushTimeout(r->w.bus->nc, BUS_JS_WAIT_MS);
+    unlink_nats(r);
     return NULL;
 }
 
@@ -364,7 +413,7 @@ static void relay_unregister(bus_relay_t *r)
 
 static void relay_free(bus_relay_t *r)
 {
-    jsCtx_Destroy(r->js);
+    unlink_nats(r);
     pthread_mutex_destroy(&r->ack_lock);
     free(r);
 }
@@ -387,12 +436,8 @@ int bus_relay_start(bus_t *bus, db_t *db)
     snprintf(labels, sizeof(labels), "service=\"%s\"", db_name(db));
     r->published = metrics_counter("ates_bus_published_total",
                                    "Events published from the outbox and acknowledged", labels);
+    snprintf(r->name, sizeof(r->name), "ates relay %s", db_name(db));
     pthread_mutex_init(&r->ack_lock, NULL);
-    if (!(r->js = bus_js(bus, on_ack, r))) {
-        pthread_mutex_destroy(&r->ack_lock);
-        free(r);
-        return -1;
-    }
     if (bus_worker_start(bus, &r->w, relay_main, relay_destroy) < 0) {
         relay_free(r);
         return -1;
