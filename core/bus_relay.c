@@ -7,11 +7,13 @@
  * are still waiting for their acks, up to RELAY_WINDOW rows in flight. The
  * acknowledged prefix of the window is deleted with one range delete once
  * it is RELAY_RETIRE rows long, or when there is nothing new to read.
- * Every publish is resolved by nats.c, by an ack, an error or its MaxWait
- * timeout. After a failure nothing more is published until the whole
- * window is resolved; then the acknowledged rows are deleted, the window
- * is dropped and, after a backoff, reading starts again from the oldest
- * row (a re-publish is harmless: the stream's duplicate window drops it).
+ * After a negative ack nothing more is published until the whole window
+ * is answered; then the acknowledged rows are deleted, the window is
+ * dropped and, after a backoff, reading starts again from the oldest row
+ * (a re-publish is harmless: the stream's duplicate window drops it). When
+ * nothing is answered for BUS_JS_WAIT_MS while publishes wait, the relay's
+ * connection is closed and the same happens on a new one (no per-publish
+ * timers of nats.c, no taking back of its pending publishes).
  * An idle relay waits for a commit that emitted (bus_relay_wake_db) or
  * RELAY_IDLE_MS, which also catches rows written by another process.
  *
@@ -70,6 +72,7 @@ typedef struct bus_relay {
     int hint;                  /* ring offset where on_ack starts looking: acks come in order */
     int resolved;              /* rows of the window acked or failed */
     int failed;                /* rows of the window failed */
+    int64_t progress_ms;       /* last answer, or first publish after none was waiting */
     int64_t last_seq;          /* the last row read; 0: read from the oldest */
     bool published_once;       /* js has a pending-ack map (nats.c 3.4.1 makes it on the
                                   first async publish; asking for pending before crashes) */
@@ -116,6 +119,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
             row->state = pa ? ROW_ACKED : ROW_FAILED;
             r->failed += !pa;
             r->resolved++;
+            r->progress_ms = mono_ms();
             r->hint = off + 1;
             wake = !pa || r->resolved == r->count || r->resolved % RELAY_WAKE == 0;
             break;
@@ -156,6 +160,7 @@ static int load_rows(bus_relay_t *r, db_conn_t *c, natsMsg **msgs, int room)
         return -1;
     int n = 0, rc = 0;
     pthread_mutex_lock(&r->ack_lock);
+    if (r->resolved == r->count) r->progress_ms = mono_ms(); /* the clock starts now */
     while (n < room && (rc = db_step(c, st)) == 1) {
         if (!(msgs[n] = make_msg(st))) {
             rc = -1;
@@ -178,12 +183,9 @@ static int load_rows(bus_relay_t *r, db_conn_t *c, natsMsg **msgs, int room)
  * marked failed like a negative ack. */
 static void publish_rows(bus_relay_t *r, natsMsg **msgs, int n)
 {
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = BUS_JS_WAIT_MS; /* a lost ack resolves as a timeout */
     for (int i = 0; i < n; i++) {
         r->published_once = true;
-        natsStatus s = js_PublishMsgAsync(r->js, &msgs[i], &po);
+        natsStatus s = js_PublishMsgAsync(r->js, &msgs[i], NULL);
         if (s == NATS_OK) continue;
         bus_nats_error(DIAG_UNAVAILABLE, s, "publish");
         log_diag(LOG_WARN, "outbox relay");
@@ -263,16 +265,10 @@ static int window_reset(bus_relay_t *r, db_conn_t *c)
     return 0;
 }
 
-/* Give up on the publishes still waiting (their rows stay), then wait for
- * any ack callback still running so that the states are final. */
-static void drop_pending(bus_relay_t *r, bool warn)
+/* At exit: let the answers in flight arrive (at most BUS_JS_WAIT_MS). */
+static void settle_pending(bus_relay_t *r)
 {
     if (!r->js || !r->published_once) return;
-    natsMsgList pending = {0};
-    if (js_PublishAsyncGetPendingList(&pending, r->js) == NATS_OK) {
-        if (warn) log_warn("outbox relay: %d publishes not acknowledged, will retry", pending.Count);
-        natsMsgList_Destroy(&pending);
-    }
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = BUS_JS_WAIT_MS;
@@ -312,26 +308,28 @@ static int link_nats(bus_relay_t *r, db_conn_t *c)
 typedef enum { STEP_IDLE, STEP_BUSY, STEP_WAIT, STEP_RETRY } step_t;
 
 /* One turn of the pipeline. */
-static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen, int64_t *stuck_since)
+static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen)
 {
     int up = link_nats(r, c);
     if (up < 0) {
-        *stuck_since = 0;
         *seen_gen = -1;
         return STEP_RETRY;
     }
     pthread_mutex_lock(&r->ack_lock);
     int count = r->count, resolved = r->resolved, failed = r->failed;
+    int64_t progress = r->progress_ms;
     pthread_mutex_unlock(&r->ack_lock);
 
+    if (resolved < count && mono_ms() - progress > BUS_JS_WAIT_MS) { /* JetStream went quiet */
+        log_warn("outbox relay: %d publishes without an answer for %d ms; publishing them again "
+                 "on a new connection", count - resolved, BUS_JS_WAIT_MS);
+        if (window_reset(r, c) < 0) log_diag(LOG_ERROR, "outbox relay: delete published rows");
+        unlink_nats(r);
+        *seen_gen = -1;
+        return STEP_RETRY;
+    }
     if (failed > 0) { /* nothing more goes out until every answer is in */
-        if (resolved < count) {
-            int64_t now = mono_ms();
-            if (!*stuck_since) *stuck_since = now;
-            if (now - *stuck_since < 2 * (int64_t)BUS_JS_WAIT_MS) return STEP_WAIT;
-            drop_pending(r, true); /* nats.c never answered: stop waiting for it */
-        }
-        *stuck_since = 0;
+        if (resolved < count) return STEP_WAIT;
         if (window_reset(r, c) < 0) log_diag(LOG_ERROR, "outbox relay: delete published rows");
         *seen_gen = -1; /* e.g. a stream is gone: re-ensure */
         return STEP_RETRY;
@@ -373,10 +371,10 @@ static void *relay_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     db_conn_t *c = db_conn(r->db);
     int seen_gen = -1;
-    int64_t backoff = 0, stuck_since = 0;
+    int64_t backoff = 0;
     while (c && !bus_worker_stopping(&r->w)) {
         bus_worker_mark(&r->w); /* commits and acks from here on wake the sleeps below */
-        switch (relay_step(r, c, &seen_gen, &stuck_since)) {
+        switch (relay_step(r, c, &seen_gen)) {
         case STEP_BUSY:
             backoff = 0;
             break;
@@ -394,7 +392,7 @@ static void *relay_main(void *arg)
         }
     }
     if (!c) log_diag(LOG_ERROR, "outbox relay: no database connection");
-    drop_pending(r, false); /* wait for ack callbacks in flight */
+    settle_pending(r);
     unlink_nats(r);
     return NULL;
 }

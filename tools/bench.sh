@@ -9,7 +9,14 @@ build=${1:-build}
 secs=${BENCH_SECONDS:-5}
 tmp=$(mktemp -d /tmp/ates-bench.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"; }
+cleanup() {
+  # an ates that died during the run leaves its last words on stderr
+  if [ -n "${ates_pid:-}" ] && ! kill -0 "$ates_pid" 2>/dev/null && [ -f "$tmp/ates.log" ]; then
+    echo "ates exited during the bench; the end of its log:" >&2
+    tail -n 40 "$tmp/ates.log" >&2
+  fi
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"
+}
 trap cleanup EXIT
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -39,7 +46,7 @@ mkdir -p "$tmp/data" "$tmp/rules"
 ATES_HTTP_ADDR="127.0.0.1:$hp" ATES_NATS_URL="nats://127.0.0.1:$np" ATES_DATA_DIR="$tmp/data" \
   ATES_RULES_DIR="${ATES_RULES_DIR:-$PWD/rules}" ATES_SCHEMAS_DIR="$PWD/config/schemas" \
   ATES_ADMIN_PASSWORD=bench-password ATES_LOG=warn \
-  "$build/ates" serve >"$tmp/ates.log" 2>&1 & pids+=($!)
+  "$build/ates" serve >"$tmp/ates.log" 2>&1 & ates_pid=$!; pids+=($ates_pid)
 up "$hp" || { echo "ates did not start:" >&2; cat "$tmp/ates.log" >&2; exit 1; }
 health=$(rate "http://127.0.0.1:$hp/health")
 echo "http_health ${health} req/s (wrk -t2 -c64, keep-alive; $(ratio "$health" "$raw_http") of raw)"
