@@ -55,7 +55,8 @@ const char *const acct_migrations[] = {
     "  paid_accounts INTEGER NOT NULL,"
     "  negative_accounts INTEGER NOT NULL,"
     "  closed_at INTEGER NOT NULL) WITHOUT ROWID;"
-    /* Payouts whose mail waits for the account's address. */
+    /* Payouts whose mail is owed (written by the payout mail job once the
+     * account has an address); the account index is no longer read. */
     "CREATE TABLE mail_pending ("
     "  entry_id TEXT PRIMARY KEY,"
     "  account_id TEXT NOT NULL) WITHOUT ROWID;"

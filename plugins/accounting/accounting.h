@@ -95,8 +95,6 @@ int acct_on_task_completed(db_conn_t *tx, const bus_event_t *ev, void *ud);
  * paid_accounts, negative_accounts}. -1 with a diag (validation: a bad day
  * or one after today). */
 int acct_close(service_t *svc, db_conn_t *c, const char *day, cJSON **answer);
-/* Queue the payout mails that waited for `account_id`'s address. */
-int acct_mail_pending(db_conn_t *tx, service_t *svc, const char *account_id);
 /* Render and queue every pending payout mail whose account has an address,
  * ACCT_MAIL_CHUNK per transaction on `c`; how many, or -1 (those of the
  * failed chunk stay pending). acct_mail_job runs it every ACCT_MAIL_JOB_MS. */

@@ -17,9 +17,11 @@
  * payout-<day>-<account> and deletes the pending row, in transactions of
  * ACCT_MAIL_CHUNK. Rendering outside the close keeps the close's write
  * lock short (consumers wait for it); a payout whose account has no
- * address yet waits for its AccountCreated (acct_mail_pending). Closing day D closes the open days before it
- * first, oldest first, so closed days stay a prefix of the calendar and a
- * balance is never paid twice.
+ * address yet stays owed until its AccountCreated brings one.
+ *
+ * Closing day D closes the open days before it first, oldest first, so
+ * closed days stay a prefix of the calendar and a balance is never paid
+ * twice.
  *
  * The balance at the end of day D is the balance now minus the entries
  * booked on later days (events of the next day that arrived before the
@@ -89,29 +91,6 @@ static int queue_mail(db_conn_t *tx, service_t *svc, const char *account, const 
     cJSON_Delete(res);
     cJSON_Delete(args);
     return rc;
-}
-
-int acct_mail_pending(db_conn_t *tx, service_t *svc, const char *account_id)
-{
-    sqlite3_stmt *st = db_stmt(tx, "SELECT l.day, l.amount_cents, l.balance_cents, a.email, a.name "
-                                   "FROM mail_pending m JOIN ledger l ON l.id = m.entry_id "
-                                   "JOIN accounts a ON a.id = m.account_id "
-                                   "WHERE m.account_id = ?1 AND a.email IS NOT NULL");
-    if (!st || db_bind_text(st, 1, account_id) < 0) return -1;
-    int rc, n = 0;
-    while ((rc = db_step(tx, st)) == 1) {
-        n++;
-        if (queue_mail(tx, svc, account_id, db_col_text(st, 3), db_col_text(st, 4),
-                       db_col_text(st, 0), sqlite3_column_int64(st, 1),
-                       sqlite3_column_int64(st, 2)) < 0) {
-            sqlite3_reset(st);
-            return -1;
-        }
-    }
-    if (rc < 0 || n == 0) return rc < 0 ? -1 : 0;
-    st = db_stmt(tx, "DELETE FROM mail_pending WHERE account_id = ?1");
-    if (!st || db_bind_text(st, 1, account_id) < 0) return -1;
-    return db_step_done(tx, st);
 }
 
 /* A pending payout mail, read before the chunk's writes. */

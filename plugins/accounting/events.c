@@ -22,9 +22,11 @@ static int bad(const bus_event_t *ev)
 
 /* --- accounts ------------------------------------------------------------- */
 
-/* AccountCreated / AccountUpdated v1: the profile, newest event wins. */
+/* AccountCreated / AccountUpdated v1: the profile, newest event wins (an
+ * address that arrives lets the payout mail job write the mails owed). */
 int acct_on_account(db_conn_t *tx, const bus_event_t *ev, void *ud)
 {
+    (void)ud;
     const char *id, *email, *name, *role;
     bool active;
     int64_t at;
@@ -48,7 +50,7 @@ int acct_on_account(db_conn_t *tx, const bus_event_t *ev, void *ud)
         db_bind_int64(st, 5, active) < 0 || db_bind_int64(st, 6, at) < 0 ||
         db_step_done(tx, st) < 0)
         return -1;
-    return acct_mail_pending(tx, ud, id);
+    return 0;
 }
 
 /* --- prices --------------------------------------------------------------- */
