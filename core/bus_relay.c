@@ -101,8 +101,7 @@ static int64_t mono_ms(void)
 
 static relay_row_t *ring_at(bus_relay_t *r, int k) { return &r->ring[(r->head + k) % RELAY_WINDOW]; }
 
-/* nats.c thread: the server's answer to one publish, or nats.c's timeout.
- * The row is found by its Nats-Msg-Id, so an answer to a publish of a
+/* nats.c thread: the server's answer to one publish. The row is found by its Nats-Msg-Id, so an answer to a publish of a
  * dropped window marks a row only if that very event is in the window
  * (and then it is indeed stored). */
 static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
@@ -211,7 +210,7 @@ static void window_drop(bus_relay_t *r, int k)
     r->head = (r->head + k) % RELAY_WINDOW;
     r->count -= k;
     r->resolved -= k;
-    r->hint = 0;
+    r->hint = r->hint > k ? r->hint - k : 0; /* it counts from head */
     pthread_mutex_unlock(&r->ack_lock);
 }
 

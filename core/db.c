@@ -203,6 +203,13 @@ static void *ckpt_main(void *arg)
     return NULL;
 }
 
+/* A connection whose checkpoints the checkpointer thread does. */
+static void leave_checkpoints(db_t *db, sqlite3 *h)
+{
+    sqlite3_wal_autocheckpoint(h, 0);
+    sqlite3_wal_hook(h, wal_hook, db);
+}
+
 /* Process-wide SQLite settings, before its first use: no allocation
  * statistics (a global mutex taken by every malloc of every connection). */
 static void sqlite_setup(void) { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
@@ -225,10 +232,7 @@ static db_conn_t *conn_open(db_t *db, bool mine)
     }
     sqlite3_extended_result_codes(c->h, 1);
     sqlite3_busy_handler(c->h, busy_wait, c);
-    if (db->ckpt_running) { /* the checkpointer does it; until then, SQLite in commits */
-        sqlite3_wal_autocheckpoint(c->h, 0);
-        sqlite3_wal_hook(c->h, wal_hook, db);
-    }
+    if (db->ckpt_running) leave_checkpoints(db, c->h); /* until then, SQLite in commits */
     /* temp_store=MEMORY: the statement journals of savepoints (one per
      * consumed event) stay off the disk; cache_size: up to 16 MiB of pages
      * per connection (SQLite's default, 2 MiB, re-reads a table of 100k
@@ -521,10 +525,7 @@ int db_open(db_t **out, const char *name, const char *path, const char *const *c
      * migrating one (this thread's) keeps SQLite's own until it is gone. */
     db->ckpt_running = true; /* before the thread starts: it reads it in conn_open */
     if (pthread_create(&db->ckpt_thread, NULL, ckpt_main, db) != 0) db->ckpt_running = false;
-    if (db->ckpt_running) {
-        sqlite3_wal_autocheckpoint(c->h, 0);
-        sqlite3_wal_hook(c->h, wal_hook, db);
-    }
+    if (db->ckpt_running) leave_checkpoints(db, c->h);
     *out = db;
     return 0;
 }
