@@ -216,7 +216,8 @@ static int notice_send(db_conn_t *tx, service_t *svc, const notice_t *x)
         if (rc == 1) mail_id[0] = '\0';
     }
     if (set_status(tx, x->event_id, "sent", NULL, mail_id[0] ? mail_id : NULL) < 0) return -1;
-    return queue_line(tx, svc, x, state);
+    /* the notice's log line is at info: below that level nothing is built */
+    return log_get_level() >= LOG_INFO ? queue_line(tx, svc, x, state) : 0;
 }
 
 /* --- resolving -------------------------------------------------------------- */
