@@ -1,7 +1,18 @@
 /*
  * bus_consumer: durable pull consumers, one thread per (service, stream).
  *
- * Each fetched batch is one transaction. Per message: an event already in
+ * Pulling is done here, not by nats.c's natsSubscription_Fetch: libnats 3.4.1
+ * writes past the end of its message array when a fetch starts with
+ * messages of an earlier, timed-out request still queued (it asks the server
+ * for batch - queued and then waits for that count, which it has passed), so
+ * a consumer that fell behind its deadline once could corrupt the heap. Here a
+ * plain subscription on an inbox of our own receives what pull requests to
+ * $JS.API.CONSUMER.MSG.NEXT bring; every batch is bounded by BUS_BATCH, and
+ * whatever a stale request still delivers is taken in the next batch. The
+ * next request goes out before a batch is handled, so the server sends while
+ * we work.
+ *
+ * Each batch is one transaction. Per message: an event already in
  * `inbox` is skipped; a body that is not JSON, has no valid event id, has no
  * schema or fails it is dead-lettered; otherwise the handler runs inside a
  * savepoint together with the inbox insert, so a failing handler leaves no
@@ -27,10 +38,12 @@
 #include "uuid.h"
 
 #define CONSUMER_MAX_SUBS 32
-#define CONSUMER_FETCH_MS 1000
+#define CONSUMER_EXPIRES_MS 1000 /* a pull request waits this long on the server */
+#define CONSUMER_SILENCE_MS 2500 /* no answer at all this long: the request is presumed lost */
 #define CONSUMER_ACK_WAIT_NS (30LL * 1000000000LL)
 #define CONSUMER_DLQ_BODY_MAX 65536
-#define CONSUMER_FETCH_ERRORS 3 /* fetch errors in a row before re-subscribing */
+#define CONSUMER_PULL_ERRORS 3 /* pull errors in a row before subscribing again */
+#define CONSUMER_ACK_PREFIX "$JS.ACK."
 
 typedef enum { OUT_ACK, OUT_NAK, OUT_DEAD } outcome_t; /* DEAD: dead-lettered, acked */
 
@@ -50,7 +63,10 @@ typedef struct bus_consumer {
     consumer_sub_t subs[CONSUMER_MAX_SUBS];
     int nsubs;
     jsCtx *js;
-    natsSubscription *sub; /* NULL until subscribed */
+    natsSubscription *sub; /* on `inbox`; NULL until subscribed */
+    char inbox[128];       /* where pull requests are answered */
+    char next_subject[192]; /* $JS.API.CONSUMER.MSG.NEXT.<stream>.<service> */
+    int owed; /* messages the open pull request may still bring; 0: none is open */
     metrics_counter_t *acked;        /* ates_bus_consumed_total{service,stream} */
     metrics_counter_t *retried;      /* ates_bus_retries_total{service,stream} */
     metrics_counter_t *dead_letters; /* ates_bus_dead_letters_total{service,stream} */
@@ -219,26 +235,35 @@ static int64_t nak_delay_ms(int delivered)
     return d < BUS_BACKOFF_MAX_MS ? d : BUS_BACKOFF_MAX_MS;
 }
 
-/* Handle a fetched batch in one transaction, then ack/nak. */
-static void handle_batch(bus_consumer_t *cs, db_conn_t *c, natsMsgList *list)
+/* Answer the server for one message: "+ACK", or "-NAK" with a redelivery
+ * delay (what natsMsg_Ack/NakWithDelay send; they need a JetStream
+ * subscription, this is a plain one). */
+static natsStatus settle(bus_consumer_t *cs, natsMsg *msg, bool ack, int64_t delay_ms)
+{
+    char body[64];
+    if (ack) snprintf(body, sizeof(body), "+ACK");
+    else snprintf(body, sizeof(body), "-NAK {\"delay\":%lld}", (long long)delay_ms * 1000000LL);
+    return natsConnection_PublishString(cs->w.bus->nc, natsMsg_GetReply(msg), body);
+}
+
+/* Handle a batch in one transaction, then ack/nak. */
+static void handle_batch(bus_consumer_t *cs, db_conn_t *c, natsMsg **msgs, int n)
 {
     outcome_t out[BUS_BATCH];
     msg_ctx_t m[BUS_BATCH];
-    int n = list->Count < BUS_BATCH ? list->Count : BUS_BATCH;
-    for (int i = 0; i < n; i++) msg_ctx_init(&m[i], list->Msgs[i]);
+    if (n > BUS_BATCH) n = BUS_BATCH;
+    for (int i = 0; i < n; i++) msg_ctx_init(&m[i], msgs[i]);
     bool ok = db_begin(c) == 0;
     for (int i = 0; ok && i < n; i++) ok = handle_msg(cs, c, &m[i], &out[i]) == 0;
     if (ok) ok = db_commit(c) == 0;
     if (!ok) {
         log_diag(LOG_ERROR, "consumer batch");
         if (db_in_tx(c)) db_rollback(c);
-        for (int i = 0; i < n; i++) natsMsg_NakWithDelay(m[i].msg, BUS_BACKOFF_MAX_MS, NULL);
+        for (int i = 0; i < n; i++) settle(cs, m[i].msg, false, BUS_BACKOFF_MAX_MS);
         return;
     }
     for (int i = 0; i < n; i++) {
-        natsStatus s = out[i] != OUT_NAK
-                           ? natsMsg_Ack(m[i].msg, NULL)
-                           : natsMsg_NakWithDelay(m[i].msg, nak_delay_ms(m[i].delivered), NULL);
+        natsStatus s = settle(cs, m[i].msg, out[i] != OUT_NAK, nak_delay_ms(m[i].delivered));
         if (s != NATS_OK) log_warn("ack of %s seq %llu: %s", cs->stream,
                                    (unsigned long long)m[i].stream_seq, natsStatus_GetText(s));
         metrics_inc(out[i] == OUT_ACK ? cs->acked : out[i] == OUT_NAK ? cs->retried : cs->dead_letters,
@@ -246,8 +271,9 @@ static void handle_batch(bus_consumer_t *cs, db_conn_t *c, natsMsgList *list)
     }
 }
 
-/* Create the durable consumer (an existing one is kept as it is). */
-static void add_consumer(bus_consumer_t *cs)
+/* Create the durable consumer (an existing one is kept as it is). 0 when it
+ * exists afterwards. */
+static int add_consumer(bus_consumer_t *cs)
 {
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
@@ -261,30 +287,108 @@ static void add_consumer(bus_consumer_t *cs)
     jsErrCode jerr = 0;
     natsStatus s = js_AddConsumer(&ci, cs->js, cs->stream, &cc, NULL, &jerr);
     jsConsumerInfo_Destroy(ci);
-    if (s != NATS_OK) log_debug("add consumer %s on %s: %s (%d)", cs->service, cs->stream,
-                                natsStatus_GetText(s), (int)jerr);
+    if (s == NATS_OK) return 0;
+    log_debug("add consumer %s on %s: %s (%d)", cs->service, cs->stream, natsStatus_GetText(s),
+              (int)jerr);
+    ci = NULL;
+    natsStatus found = js_GetConsumerInfo(&ci, cs->js, cs->stream, cs->service, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    return found == NATS_OK ? 0 : bus_nats_error(DIAG_UNAVAILABLE, s, cs->stream);
 }
 
-/* Create the durable consumer ourselves, then bind to it: a subscription
- * bound to a consumer nats.c did not create never deletes it on
- * unsubscribe, so bus_sub_destroy is safe. */
+/* Ensure the stream and the durable consumer, then subscribe to an inbox of
+ * our own, where the server answers our pull requests. */
 static int subscribe(bus_consumer_t *cs, int *seen_gen)
 {
     if (bus_ensure_known(cs->w.bus, seen_gen) < 0) return -1;
-    add_consumer(cs);
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = cs->stream;
-    so.Consumer = cs->service;
-    jsErrCode jerr = 0;
-    natsStatus s = js_PullSubscribe(&cs->sub, cs->js, cs->subjects, cs->service, NULL, &so, &jerr);
+    if (add_consumer(cs) < 0) {
+        *seen_gen = -1; /* the stream may be missing: ensure again next time */
+        return -1;
+    }
+    natsInbox *inbox = NULL;
+    natsStatus s = natsInbox_Create(&inbox);
+    if (s == NATS_OK) {
+        snprintf(cs->inbox, sizeof(cs->inbox), "%s", (const char *)inbox);
+        natsInbox_Destroy(inbox);
+        s = natsConnection_SubscribeSync(&cs->sub, cs->w.bus->nc, cs->inbox);
+    }
     if (s != NATS_OK) {
         cs->sub = NULL;
-        *seen_gen = -1; /* the stream may be missing: ensure again next time */
         return bus_nats_error(DIAG_UNAVAILABLE, s, cs->stream);
     }
+    cs->owed = 0;
     log_info("consuming %s as %s", cs->stream, cs->service);
     return 0;
+}
+
+/* Ask the server for up to BUS_BATCH more messages, waiting up to
+ * CONSUMER_EXPIRES_MS for them. */
+static int pull(bus_consumer_t *cs)
+{
+    char body[96];
+    int len = snprintf(body, sizeof(body), "{\"batch\":%d,\"expires\":%lld}", BUS_BATCH,
+                       (long long)CONSUMER_EXPIRES_MS * 1000000LL);
+    natsStatus s = natsConnection_PublishRequest(cs->w.bus->nc, cs->next_subject, cs->inbox, body,
+                                                 len);
+    if (s != NATS_OK) return bus_nats_error(DIAG_UNAVAILABLE, s, cs->stream);
+    cs->owed += BUS_BATCH;
+    return 0;
+}
+
+typedef enum {
+    PULLED_MSG,   /* a message of the stream */
+    PULLED_END,   /* a request ended: no messages (404), expired (408), or 409 */
+    PULLED_GONE,  /* the consumer is gone or was never there: subscribe again */
+    PULLED_OTHER, /* a heartbeat or anything else: ignored */
+} pulled_t;
+
+static pulled_t classify(const bus_consumer_t *cs, natsMsg *msg)
+{
+    const char *reply = natsMsg_GetReply(msg);
+    if (reply && strncmp(reply, CONSUMER_ACK_PREFIX, sizeof(CONSUMER_ACK_PREFIX) - 1) == 0)
+        return PULLED_MSG;
+    const char *status = NULL, *desc = NULL;
+    if (natsMsgHeader_Get(msg, "Status", &status) != NATS_OK || !status) return PULLED_OTHER;
+    if (strcmp(status, "100") == 0) return PULLED_OTHER;
+    if (strcmp(status, "404") == 0 || strcmp(status, "408") == 0) return PULLED_END;
+    natsMsgHeader_Get(msg, "Description", &desc);
+    bool gone = strcmp(status, "409") != 0 ||
+                (desc && (strstr(desc, "Deleted") || strstr(desc, "deleted") || strstr(desc, "push")));
+    log_warn("pull from %s as %s: status %s %s", cs->stream, cs->service, status, desc ? desc : "");
+    return gone ? PULLED_GONE : PULLED_END;
+}
+
+/* Up to BUS_BATCH messages into msgs (count in *n): waits for the first, then takes
+ * only what is already there. 0, also when nothing came (*n == 0); -1 with a
+ * diag (and nothing collected) when the server does not answer as it should. */
+static int collect(bus_consumer_t *cs, natsMsg **msgs, int *n)
+{
+    *n = 0;
+    while (*n < BUS_BATCH) {
+        if (*n == 0 && cs->owed <= 0 && pull(cs) < 0) return -1;
+        natsMsg *msg = NULL;
+        natsStatus s = natsSubscription_NextMsg(&msg, cs->sub, *n == 0 ? CONSUMER_SILENCE_MS : 0);
+        if (s == NATS_TIMEOUT) {
+            if (*n == 0) cs->owed = 0; /* not even an expiry came back: presumed lost */
+            return 0;
+        }
+        if (s != NATS_OK) break; /* closed, or no responders: no consumer behind the subject */
+        pulled_t kind = classify(cs, msg);
+        if (kind == PULLED_MSG) {
+            msgs[(*n)++] = msg;
+            cs->owed--;
+            continue;
+        }
+        natsMsg_Destroy(msg);
+        if (kind == PULLED_GONE) break;
+        if (kind == PULLED_END) {
+            cs->owed = 0;
+            if (*n == 0) return 0; /* back to the loop, which may be stopping */
+        }
+    }
+    if (*n > 0) return 0; /* what came is handled; the trouble shows again next time */
+    return diag_set(DIAG_UNAVAILABLE, "pull from %s as %s: the consumer does not answer",
+                    cs->stream, cs->service);
 }
 
 static void *consumer_main(void *arg)
@@ -298,6 +402,7 @@ static void *consumer_main(void *arg)
     db_conn_t *c = db_conn(cs->db);
     int seen_gen = -1, errors = 0;
     int64_t backoff = 0;
+    natsMsg *msgs[BUS_BATCH];
     while (c && !bus_worker_stopping(&cs->w)) {
         if (!cs->sub && subscribe(cs, &seen_gen) < 0) {
             if (backoff == 0) log_diag(LOG_WARN, "consumer subscribe (retrying)");
@@ -306,20 +411,28 @@ static void *consumer_main(void *arg)
             continue;
         }
         backoff = 0;
-        natsMsgList list = {0};
-        natsStatus s = natsSubscription_Fetch(&list, cs->sub, BUS_BATCH, CONSUMER_FETCH_MS, NULL);
-        if (s == NATS_OK) {
+        int gen = seen_gen;
+        if (bus_ensure_known(cs->w.bus, &seen_gen) == 0 && seen_gen != gen) {
+            cs->owed = 0; /* a new connection: what was asked before may never come */
+            add_consumer(cs);
+        }
+        int n = 0;
+        if (collect(cs, msgs, &n) == 0) {
             errors = 0;
-            handle_batch(cs, c, &list);
-        } else if (s != NATS_TIMEOUT && ++errors >= CONSUMER_FETCH_ERRORS) {
-            log_warn("fetch from %s: %s; subscribing again", cs->stream, natsStatus_GetText(s));
+            if (n == 0) continue;
+            /* the server sends the next batch while this one is handled */
+            if (cs->owed < BUS_BATCH / 2) pull(cs);
+            handle_batch(cs, c, msgs, n);
+            for (int i = 0; i < n; i++) natsMsg_Destroy(msgs[i]);
+        } else if (++errors >= CONSUMER_PULL_ERRORS) {
+            log_diag(LOG_WARN, "consumer (subscribing again)");
             bus_sub_destroy(cs->w.bus, cs->sub);
             cs->sub = NULL;
+            seen_gen = -1;
             errors = 0;
-        } else if (s != NATS_TIMEOUT) {
+        } else {
             bus_worker_sleep(&cs->w, (int64_t)BUS_BACKOFF_MIN_MS * errors, false);
         }
-        natsMsgList_Destroy(&list);
     }
     if (!c) log_diag(LOG_ERROR, "consumer: no database connection");
     return NULL;
@@ -353,6 +466,8 @@ static int start_one(bus_t *bus, db_t *db, const char *service, const bus_stream
     snprintf(cs->stream, sizeof(cs->stream), "%s", stream->name);
     snprintf(cs->subjects, sizeof(cs->subjects), "%s", stream->subjects);
     snprintf(cs->dlq_subject, sizeof(cs->dlq_subject), "ates.dlq.%s", service);
+    snprintf(cs->next_subject, sizeof(cs->next_subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s",
+             stream->name, service);
     for (int i = 0; subs[i].stream; i++) {
         if (strcmp(subs[i].stream, stream->name) != 0) continue;
         if (cs->nsubs >= CONSUMER_MAX_SUBS) {

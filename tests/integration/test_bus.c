@@ -10,6 +10,9 @@
  * 4. bodies that fail their schema (or are not JSON) become DeadLetters on
  *    ates.dlq.probe; the stream goes on.
  * 5. a handler that always fails is dead-lettered after BUS_MAX_DELIVER.
+ * 6. a handler that stalls longer than a pull request lives, with more than two
+ *    batches queued behind it: what the expired requests delivered meanwhile
+ *    is applied, every event once, and the stalled one is not redelivered.
  * Plus bus_emit's errors and bus_tail.
  *
  * Waits are generous upper bounds; nothing asserts on durations.
@@ -173,7 +176,11 @@ typedef struct probe {
     atomic_int calls_retry;   /* n == 2001: fails on deliveries 1 and 2 */
     atomic_int calls_dup;     /* n == 3001: stored twice in the stream */
     atomic_int calls_poison;  /* n == 5001: always fails */
+    atomic_int calls_stall;   /* n == 7000: stalls STALL_MS */
 } probe_t;
+
+#define STALL_MS 2500 /* well past a pull request's expiry on the server */
+#define STALL_BEHIND (3 * BUS_BATCH)
 
 static int probe_handle(db_conn_t *tx, const bus_event_t *ev, void *ud)
 {
@@ -188,6 +195,7 @@ static int probe_handle(db_conn_t *tx, const bus_event_t *ev, void *ud)
         atomic_fetch_add(&p->calls_poison, 1);
         return diag_set(DIAG_INTERNAL, "always failing");
     }
+    if (v == 7000 && atomic_fetch_add(&p->calls_stall, 1) == 0) sleep_ms(STALL_MS);
     sqlite3_stmt *st = db_stmt(tx, "INSERT INTO effects(event_id, n, applied) VALUES (?1, ?2, 1) "
                                    "ON CONFLICT(event_id) DO UPDATE SET applied = applied + 1");
     if (!st || db_bind_text(st, 1, ev->event_id) < 0 || db_bind_int64(st, 2, v) < 0) return -1;
@@ -473,6 +481,21 @@ static void test_poison(db_t *db, jsCtx *js, probe_t *p)
     for (int i = 0; i < n; i++) cJSON_Delete(dl[i]);
 }
 
+static void test_stall(db_t *db, jsCtx *js, probe_t *p)
+{
+    T_EQ_INT(emit_range(db, 7000, 7001 + STALL_BEHIND, 64, NULL), 0);
+    WAIT_UNTIL(query_int(db, "SELECT count(*) FROM effects WHERE n BETWEEN 7000 AND 9999", NULL) >=
+                   STALL_BEHIND + 1 &&
+               consumer_idle(js) && bus_outbox_pending(db) == 0);
+    T_EQ_INT(query_int(db, "SELECT count(*) FROM effects WHERE n BETWEEN 7000 AND 9999", NULL),
+             STALL_BEHIND + 1);
+    T_EQ_INT(query_int(db, "SELECT count(*) FROM effects WHERE n BETWEEN 7000 AND 9999 AND applied != 1",
+                       NULL),
+             0);
+    T_EQ_INT(atomic_load(&p->calls_stall), 1);
+    T_CHECK(consumer_idle(js));
+}
+
 static void test_tail(bus_t *bus)
 {
     char path[700];
@@ -570,6 +593,7 @@ int main(void)
     test_redelivery(db, js, &probe);
     test_schema_dead_letter(db, js);
     test_poison(db, js, &probe);
+    test_stall(db, js, &probe);
     test_tail(bus);
 out:
     if (bus) bus_stop_all(bus);
