@@ -66,7 +66,7 @@ typedef struct bus_consumer {
     natsSubscription *sub; /* on `inbox`; NULL until subscribed */
     char inbox[128];       /* where pull requests are answered */
     char next_subject[192]; /* $JS.API.CONSUMER.MSG.NEXT.<stream>.<service> */
-    int owed; /* messages the open pull request may still bring; 0: none is open */
+    int owed; /* messages the open pull requests may still bring; 0: none is open */
     metrics_counter_t *acked;        /* ates_bus_consumed_total{service,stream} */
     metrics_counter_t *retried;      /* ates_bus_retries_total{service,stream} */
     metrics_counter_t *dead_letters; /* ates_bus_dead_letters_total{service,stream} */
