@@ -397,7 +397,10 @@ static void *consumer_main(void *arg)
     log_set_service(cs->service);
     char name[16]; /* for top -H and perf: "c:<service>:<stream>", cut to fit */
     const char *stream = strncmp(cs->stream, "ATES_", 5) == 0 ? cs->stream + 5 : cs->stream;
-    snprintf(name, sizeof(name), "c:%.7s:%.5s", cs->service, stream);
+    size_t len = strlen(stream);
+    if (len <= 5) snprintf(name, sizeof(name), "c:%.7s:%.5s", cs->service, stream);
+    else /* its first three and last two letters: ACCOUNTS is ACCTS, ACCOUNTING ACCNG */
+        snprintf(name, sizeof(name), "c:%.7s:%.3s%.2s", cs->service, stream, stream + len - 2);
     pthread_setname_np(pthread_self(), name);
     db_conn_t *c = db_conn(cs->db);
     int seen_gen = -1, errors = 0;
