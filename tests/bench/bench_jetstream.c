@@ -1,12 +1,16 @@
 /*
  * bench_jetstream: the raw JetStream ceilings, straight through nats.c:
- * async publish into a file-storage stream, then batched pull with async
- * acks. Prints "name value unit" lines.
+ * async publish into a file-storage stream, then pulling it back the way
+ * core/bus_consumer.c does (its own pull requests of 256 to an inbox, the
+ * next one sent before a batch is acknowledged, "+ACK" per message; not
+ * natsSubscription_Fetch, which overflows its array in libnats 3.4.1).
+ * Prints "name value unit" lines.
  * usage: bench_jetstream NATS_URL [COUNT]
  */
 #include <nats/nats.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/clock.h"
 
@@ -58,22 +62,41 @@ int main(int argc, char **argv)
     double dt = (double)(clock_monotonic_ms() - t0) / 1000.0;
     printf("jetstream_publish_async %.0f msg/s\n", count / dt);
 
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = "bench";
+    cc.AckPolicy = js_AckExplicit;
+    jsConsumerInfo *ci = NULL;
+    CHECK(js_AddConsumer(&ci, js, "BENCH", &cc, NULL, NULL));
+    jsConsumerInfo_Destroy(ci);
+    natsInbox *inbox = NULL;
     natsSubscription *sub = NULL;
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = "BENCH";
-    CHECK(js_PullSubscribe(&sub, js, "bench.events", "bench", &jo, &so, NULL));
-    int got = 0;
+    CHECK(natsInbox_Create(&inbox));
+    CHECK(natsConnection_SubscribeSync(&sub, nc, (const char *)inbox));
+    const char *next = "$JS.API.CONSUMER.MSG.NEXT.BENCH.bench";
+    const char *req = "{\"batch\":256,\"expires\":5000000000}";
+    int got = 0, owed = 0;
     t0 = clock_monotonic_ms();
     while (got < count) {
-        natsMsgList list = {0};
-        CHECK(natsSubscription_Fetch(&list, sub, 256, 5000, NULL));
-        for (int i = 0; i < list.Count; i++) natsMsg_Ack(list.Msgs[i], NULL);
-        got += list.Count;
-        natsMsgList_Destroy(&list);
+        if (owed < 128) { /* the next batch is on its way while this one is acked */
+            CHECK(natsConnection_PublishRequestString(nc, next, (const char *)inbox, req));
+            owed += 256;
+        }
+        natsMsg *m = NULL;
+        CHECK(natsSubscription_NextMsg(&m, sub, 5000));
+        const char *reply = natsMsg_GetReply(m);
+        if (reply && strncmp(reply, "$JS.ACK.", 8) == 0) {
+            CHECK(natsConnection_PublishString(nc, reply, "+ACK"));
+            got++;
+            owed--;
+        } else {
+            owed = 0; /* a status: the request ended */
+        }
+        natsMsg_Destroy(m);
     }
     dt = (double)(clock_monotonic_ms() - t0) / 1000.0;
     printf("jetstream_fetch_ack %.0f msg/s\n", got / dt);
+    natsInbox_Destroy(inbox);
 
     natsSubscription_Destroy(sub);
     js_DeleteStream(js, "BENCH", NULL, NULL);
