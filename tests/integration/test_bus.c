@@ -483,12 +483,11 @@ static void test_poison(db_t *db, jsCtx *js, probe_t *p)
 
 static void test_stall(db_t *db, jsCtx *js, probe_t *p)
 {
+    static const char applied[] = "SELECT count(*) FROM effects WHERE n BETWEEN 7000 AND 9999";
     T_EQ_INT(emit_range(db, 7000, 7001 + STALL_BEHIND, 64, NULL), 0);
-    WAIT_UNTIL(query_int(db, "SELECT count(*) FROM effects WHERE n BETWEEN 7000 AND 9999", NULL) >=
-                   STALL_BEHIND + 1 &&
-               consumer_idle(js) && bus_outbox_pending(db) == 0);
-    T_EQ_INT(query_int(db, "SELECT count(*) FROM effects WHERE n BETWEEN 7000 AND 9999", NULL),
-             STALL_BEHIND + 1);
+    WAIT_UNTIL(query_int(db, applied, NULL) >= STALL_BEHIND + 1 && consumer_idle(js) &&
+               bus_outbox_pending(db) == 0);
+    T_EQ_INT(query_int(db, applied, NULL), STALL_BEHIND + 1);
     T_EQ_INT(query_int(db, "SELECT count(*) FROM effects WHERE n BETWEEN 7000 AND 9999 AND applied != 1",
                        NULL),
              0);
