@@ -213,7 +213,8 @@ static int load_settles(db_conn_t *tx, const char *day, settle_t **out, int *n)
             "a.balance_cents "
             "FROM accounts a LEFT JOIN (SELECT account_id, "
             "  sum(CASE kind WHEN 'credit' THEN amount_cents ELSE -amount_cents END) AS later "
-            "  FROM ledger WHERE day > ?1 GROUP BY account_id) l ON l.account_id = a.id "
+            "  FROM ledger INDEXED BY ledger_day WHERE day > ?1 GROUP BY account_id) l "
+            "ON l.account_id = a.id "
             "WHERE end_balance <> 0 ORDER BY a.id");
     if (!st || db_bind_text(st, 1, day) < 0) return -1;
     while ((rc = db_step(tx, st)) == 1) {
