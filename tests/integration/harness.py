@@ -45,7 +45,8 @@ def free_port():
 
 
 def wait_for(pred, timeout=15.0, interval=0.05, what="condition"):
-    """Poll pred() until it returns a truthy value; fail after `timeout`."""
+    """Poll pred() until it returns a truthy value; fail after `timeout`
+    (`what` may be a function, called then, to say what was last seen)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -56,7 +57,7 @@ def wait_for(pred, timeout=15.0, interval=0.05, what="condition"):
         except (OSError, http.client.HTTPException, ValueError) as e:
             last = e
         time.sleep(interval)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what() if callable(what) else what, last))
 
 
 def tmpdir(name):
