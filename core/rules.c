@@ -14,7 +14,12 @@
  * required functions and selftested in a scratch state; only then does it
  * replace the version in force. Otherwise the old version stays and the
  * error is recorded. Bytes that already failed are not retried until they
- * change (so the 1 s rescan does not re-log the same error).
+ * change (so the 1 s rescan does not re-log the same error), unless they
+ * failed for a reason that may pass: the budget ran out (on a busy machine
+ * the wall-clock bound can end a selftest that passes at rest), or no
+ * state could be made. Those are tried again after 1 s, 2 s, 4 s, ... at
+ * most RULES_RETRY_MAX_MS apart, so a rule rejected while the machine was
+ * loaded at start does not stay "none" until someone touches the file.
  *
  * Each calling thread owns a rules_tls_t (a pthread key per rules_t): a
  * lua_State built from a snapshot of the library and rebuilt when the
@@ -59,7 +64,12 @@ typedef struct rules_file {
     char *error;              /* error of the last attempt; NULL if it succeeded */
     unsigned char tried[32];  /* SHA-256 of the bytes last attempted */
     bool tried_set;
+    int64_t retry_at;         /* monotonic ms to try the same bytes again; 0: only once changed */
+    int64_t retry_ms;         /* the wait before retry_at, doubled each time */
 } rules_file_t;
+
+#define RULES_RETRY_FIRST_MS 1000
+#define RULES_RETRY_MAX_MS 60000
 
 typedef struct rules_req {
     char file[RULES_NAME_MAX];
@@ -258,7 +268,8 @@ static int reload_file(rules_t *r, const char *name)
 
     pthread_mutex_lock(&r->mu);
     rules_file_t *f = file_get(r, name, true);
-    bool same = f && rc == 0 && f->tried_set && memcmp(f->tried, md, sizeof md) == 0;
+    bool same = f && rc == 0 && f->tried_set && memcmp(f->tried, md, sizeof md) == 0 &&
+                !(f->retry_at && clock_monotonic_ms() >= f->retry_at);
     for (int i = 0; f && i < r->nreq; i++) {
         if (strcmp(r->req[i].file, name) != 0) continue;
         memcpy(fnbuf[nfns], r->req[i].fn, RULES_NAME_MAX);
@@ -268,13 +279,25 @@ static int reload_file(rules_t *r, const char *name)
     pthread_mutex_unlock(&r->mu);
     if (!f || same) goto out;
 
-    if (rc == 0) rc = rules__verify(name, buf, len, fns, nfns);
+    bool transient = false;
+    if (rc == 0) rc = rules__verify(name, buf, len, fns, nfns, &transient);
     const char *error = rc == 0 ? NULL : diag_last()->message;
     pthread_mutex_lock(&r->mu);
     f = file_get(r, name, false); /* only reloads add or drop entries: still there */
     if (f) {
+        bool again = f->tried_set && buf && memcmp(f->tried, md, sizeof md) == 0;
         f->tried_set = buf != NULL;
         if (buf) memcpy(f->tried, md, sizeof md);
+        if (!transient)
+            f->retry_ms = 0;
+        else if (!again || !f->retry_ms)
+            f->retry_ms = RULES_RETRY_FIRST_MS;
+        else if ((f->retry_ms *= 2) > RULES_RETRY_MAX_MS)
+            f->retry_ms = RULES_RETRY_MAX_MS;
+        f->retry_at = transient ? clock_monotonic_ms() + f->retry_ms : 0;
+        if (transient)
+            log_info("rules: %s: the same bytes are tried again in %lld s", name,
+                     (long long)(f->retry_ms / 1000));
         changed = file_settle(f, buf, len, md, error);
     }
     pthread_mutex_unlock(&r->mu);
@@ -568,7 +591,7 @@ int rules_require(rules_t *r, const char *file, const char *fn)
     if (full) return diag_set(DIAG_INTERNAL, "rules: more than %d requirements", RULES_MAX_REQ);
     if (!s) return diag_set(DIAG_UNAVAILABLE, "rules: %s has no version in force", file);
     const char *fns[1] = {fn};
-    int rc = rules__verify(file, s->bytes, s->len, fns, 1);
+    int rc = rules__verify(file, s->bytes, s->len, fns, 1, NULL);
     src_unref(s);
     return rc;
 }
@@ -621,7 +644,7 @@ int rules_check_dir(const char *dir, void *err_file)
         int rc = read_file(dir, (*names)[i], &buf, &len);
         if (rc > 0) continue;
         if (rc != 0 ||
-            rules__verify((*names)[i], buf, len, NULL, 0) != 0) {
+            rules__verify((*names)[i], buf, len, NULL, 0, NULL) != 0) {
             fprintf(err, "%s\n", diag_last()->message);
             failed++;
         }

@@ -82,9 +82,14 @@ int rules__vm_bind(rules_vm_t *vm, rules_args_t *a);
 /* Drop the conversion of `a` if it lives in this vm. */
 void rules__vm_unbind(rules_vm_t *vm, rules_args_t *a);
 /* What a reload does to a candidate: scratch state, load, check that each of
- * fns[0..nfns) is defined, selftest. -1 with the diag on failure. */
+ * fns[0..nfns) is defined, selftest. -1 with the diag on failure; then
+ * *transient (if not NULL) says whether the same bytes may pass later: the
+ * budget ran out (a busy machine stretches the wall-clock bound) or no
+ * state could be made. */
 int rules__verify(const char *name, const char *src, size_t len, const char *const *fns,
-                  int nfns);
+                  int nfns, bool *transient);
+/* The CPU budget of one call in ms: RULES_BUDGET_MS (a unit test lowers it). */
+extern _Atomic int rules__budget_ms;
 
 /* --- rules_json.c --------------------------------------------------------- */
 

@@ -39,6 +39,8 @@
 #define RULES_ENVS "ates.rules.envs"   /* registry: file name -> _ENV */
 #define RULES_PROTO "ates.rules.proto" /* registry: the allowed globals */
 
+_Atomic int rules__budget_ms = RULES_BUDGET_MS;
+
 static const char *const base_allow[] = {
     "assert", "error",    "ipairs",   "next",   "pairs",  "pcall",        "select",
     "tonumber", "tostring", "type",   "xpcall", "rawequal", "rawget",     "rawlen",
@@ -80,14 +82,14 @@ static void vm_hook(lua_State *L, lua_Debug *ar)
     if (!vm->tripped) {
         vm->instr += RULES_HOOK_EVERY;
         int64_t cpu = clock_thread_cpu_us(); /* a syscall: read here, never per call */
-        if (vm->cpu_deadline_us == 0) vm->cpu_deadline_us = cpu + (int64_t)RULES_BUDGET_MS * 1000;
+        if (vm->cpu_deadline_us == 0) vm->cpu_deadline_us = cpu + (int64_t)atomic_load(&rules__budget_ms) * 1000;
         if (vm->instr < RULES_MAX_INSTR && cpu < vm->cpu_deadline_us &&
             clock_monotonic_ms() < vm->deadline_ms)
             return;
         vm->tripped = true;
         lua_sethook(L, vm_hook, LUA_MASKCOUNT, 1); /* from now on: every instruction */
     }
-    lua_pushfstring(L, "budget exceeded (%d ms)", RULES_BUDGET_MS);
+    lua_pushfstring(L, "budget exceeded (%d ms)", atomic_load(&rules__budget_ms));
     lua_error(L);
 }
 
@@ -126,7 +128,7 @@ static int vm_pcall(rules_vm_t *vm, int nargs, int nres, const char *file)
     lua_pushcfunction(L, vm_msgh); /* [.. f args h] */
     lua_insert(L, base + 1);       /* [.. h f args] */
     vm->cpu_deadline_us = 0; /* set by the first hook: the CPU budget starts there */
-    vm->deadline_ms = clock_monotonic_ms() + (int64_t)RULES_BUDGET_MS * RULES_WALL_FACTOR;
+    vm->deadline_ms = clock_monotonic_ms() + (int64_t)atomic_load(&rules__budget_ms) * RULES_WALL_FACTOR;
     vm->instr = 0;
     vm->tripped = false;
     lua_sethook(L, vm_hook, LUA_MASKCOUNT, RULES_HOOK_EVERY);
@@ -540,15 +542,18 @@ int rules__vm_selftest(rules_vm_t *vm, const char *name)
     return rc;
 }
 
-int rules__verify(const char *name, const char *src, size_t len, const char *const *fns, int nfns)
+int rules__verify(const char *name, const char *src, size_t len, const char *const *fns, int nfns,
+                  bool *transient)
 {
     rules_vm_t vm;
+    if (transient) *transient = true;
     if (rules__vm_open(&vm, 0, 0) != 0) return -1;
     int rc = rules__vm_load(&vm, name, src, len);
     for (int i = 0; rc == 0 && i < nfns; i++)
         if (!rules__vm_has_fn(&vm, name, fns[i]))
             rc = diag_set(DIAG_VALIDATION, "%s: missing required function '%s'", name, fns[i]);
     if (rc == 0) rc = rules__vm_selftest(&vm, name);
+    if (transient) *transient = rc != 0 && vm.tripped;
     rules__vm_close(&vm);
     return rc;
 }
