@@ -82,7 +82,8 @@ static void vm_hook(lua_State *L, lua_Debug *ar)
     if (!vm->tripped) {
         vm->instr += RULES_HOOK_EVERY;
         int64_t cpu = clock_thread_cpu_us(); /* a syscall: read here, never per call */
-        if (vm->cpu_deadline_us == 0) vm->cpu_deadline_us = cpu + (int64_t)atomic_load(&rules__budget_ms) * 1000;
+        if (vm->cpu_deadline_us == 0)
+            vm->cpu_deadline_us = cpu + (int64_t)atomic_load(&rules__budget_ms) * 1000;
         if (vm->instr < RULES_MAX_INSTR && cpu < vm->cpu_deadline_us &&
             clock_monotonic_ms() < vm->deadline_ms)
             return;
@@ -128,7 +129,8 @@ static int vm_pcall(rules_vm_t *vm, int nargs, int nres, const char *file)
     lua_pushcfunction(L, vm_msgh); /* [.. f args h] */
     lua_insert(L, base + 1);       /* [.. h f args] */
     vm->cpu_deadline_us = 0; /* set by the first hook: the CPU budget starts there */
-    vm->deadline_ms = clock_monotonic_ms() + (int64_t)atomic_load(&rules__budget_ms) * RULES_WALL_FACTOR;
+    vm->deadline_ms =
+        clock_monotonic_ms() + (int64_t)atomic_load(&rules__budget_ms) * RULES_WALL_FACTOR;
     vm->instr = 0;
     vm->tripped = false;
     lua_sethook(L, vm_hook, LUA_MASKCOUNT, RULES_HOOK_EVERY);

@@ -654,7 +654,8 @@ static void test_retry(void)
     atomic_store(&rules__budget_ms, RULES_BUDGET_MS);
     cJSON *st = rules_status(r);
     T_CHECK(cJSON_IsNull(cJSON_GetObjectItem(status_item(st, "p.lua"), "version")));
-    T_CHECK(status_str(st, "p.lua", "error") && strstr(status_str(st, "p.lua", "error"), "budget exceeded"));
+    const char *err = status_str(st, "p.lua", "error");
+    T_CHECK(err && strstr(err, "budget exceeded"));
     cJSON_Delete(st);
 
     /* no write to p.lua from here on: the rescans alone bring it in */
@@ -671,7 +672,8 @@ static void test_retry(void)
     st = rules_status(r);
     T_CHECK(cJSON_IsNull(cJSON_GetObjectItem(status_item(st, "p.lua"), "error")));
     T_CHECK(cJSON_IsNull(cJSON_GetObjectItem(status_item(st, "bad.lua"), "version")));
-    T_CHECK(status_str(st, "bad.lua", "error") && strstr(status_str(st, "bad.lua", "error"), "selftest failed"));
+    const char *bad = status_str(st, "bad.lua", "error");
+    T_CHECK(bad && strstr(bad, "selftest failed"));
     cJSON_Delete(st);
     rules_close(r);
     remove_dir(dir);
