@@ -71,39 +71,38 @@ static int by_id(const void *a, const void *b)
     return strcmp(((const an_balance_t *)a)->id, ((const an_balance_t *)b)->id);
 }
 
-/* Every account with its balance at the end of day `before` - 1, sorted by id. */
+/* Every account with its balance at the end of day `before` - 1, sorted by
+ * id: one statement (a correlated probe of account_days per account), not
+ * a round trip per account. */
 static int balances_before(db_conn_t *c, const char *before, an_balance_t **out, int *n)
 {
     *out = NULL;
     *n = 0;
     int cap = 0, rc;
-    sqlite3_stmt *ids = db_stmt(c, "SELECT id FROM accounts ORDER BY id");
-    if (!ids) return -1;
-    while ((rc = db_step(c, ids)) == 1) {
+    sqlite3_stmt *st = db_stmt(c, "SELECT a.id, (SELECT d.balance_cents FROM account_days d "
+                                  "WHERE d.account_id = a.id AND d.day < ?1 "
+                                  "ORDER BY d.day DESC LIMIT 1) FROM accounts a ORDER BY a.id");
+    if (!st || db_bind_text(st, 1, before) < 0) return -1;
+    bool sorted = true;
+    while ((rc = db_step(c, st)) == 1) {
         if (*n == cap) {
             cap = cap ? cap * 2 : 64;
             an_balance_t *grown = realloc(*out, sizeof(**out) * (size_t)cap);
             if (!grown) {
-                sqlite3_reset(ids);
+                sqlite3_reset(st);
                 return diag_set(DIAG_INTERNAL, "out of memory");
             }
             *out = grown;
         }
         an_balance_t *b = &(*out)[(*n)++];
-        snprintf(b->id, sizeof(b->id), "%s", db_col_text(ids, 0));
-        b->cents = 0;
+        snprintf(b->id, sizeof(b->id), "%s", db_col_text(st, 0));
+        b->cents = sqlite3_column_int64(st, 1); /* 0 when NULL: no entry before that day */
+        if (*n > 1 && by_id(b - 1, b) >= 0) sorted = false;
     }
     if (rc < 0) return -1;
-    sqlite3_stmt *st = db_stmt(c, "SELECT balance_cents FROM account_days WHERE account_id = ?1 "
-                                  "AND day < ?2 ORDER BY day DESC LIMIT 1");
-    for (int i = 0; st && i < *n; i++) {
-        if (db_bind_text(st, 1, (*out)[i].id) < 0 || db_bind_text(st, 2, before) < 0) return -1;
-        if ((rc = db_step(c, st)) < 0) return -1;
-        if (rc == 1) (*out)[i].cents = sqlite3_column_int64(st, 0);
-        sqlite3_reset(st);
-    }
-    if (*n > 1) qsort(*out, (size_t)*n, sizeof(**out), by_id); /* SQLite's is memcmp too; be sure */
-    return st ? 0 : -1;
+    /* bsearch needs strcmp's order; SQLite's is memcmp's, the same for ids without NUL */
+    if (!sorted) qsort(*out, (size_t)*n, sizeof(**out), by_id);
+    return 0;
 }
 
 /* neg[0..to-from]: accounts below zero at the end of each day. */
