@@ -99,6 +99,22 @@ const char *const db_core_migrations[] = {
     "  last_day TEXT NOT NULL,"
     "  last_run_at INTEGER NOT NULL) WITHOUT ROWID;",
     mail_core_migration, /* mail_outbox, mail_sent (core/mail_queue.c) */
+    /* 3: the outbox without the unique index on event_id. No query reads
+     * by it and UUIDv7 ids do not collide; every emitted event paid one
+     * B-tree insert for it, and every relay delete one more removal. The
+     * rows waiting are kept with their seq (and the sequence with them). */
+    "CREATE TABLE outbox_v3 ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  event_id TEXT NOT NULL,"
+    "  subject TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "INSERT INTO outbox_v3 SELECT seq, event_id, subject, name, version, body, created_at "
+    "  FROM outbox ORDER BY seq;"
+    "DROP TABLE outbox;"
+    "ALTER TABLE outbox_v3 RENAME TO outbox;",
     NULL,
 };
 
