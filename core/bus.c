@@ -375,9 +375,10 @@ void bus_stop_all(bus_t *bus)
 
 void bus_set_schemas(const schema_registry_t *schemas) { atomic_store(&g_schemas, schemas); }
 
-/* The envelope of a new event around `data` (consumed); NULL with a diag. */
-static cJSON *envelope(db_conn_t *tx, const char *name, int version, cJSON *data,
-                       char id[UUID_LEN])
+/* The envelope of a new event around `data` (consumed); NULL with a diag.
+ * trace: NULL for the calling thread's log trace, "" for a new one. */
+static cJSON *envelope(const char *producer, const char *trace, const char *name, int version,
+                       cJSON *data, char id[UUID_LEN])
 {
     cJSON *env = cJSON_CreateObject();
     if (!env) {
@@ -385,19 +386,19 @@ static cJSON *envelope(db_conn_t *tx, const char *name, int version, cJSON *data
         diag_set(DIAG_INTERNAL, "out of memory");
         return NULL;
     }
-    char when[CLOCK_RFC3339_LEN], trace[UUID_LEN];
+    char when[CLOCK_RFC3339_LEN], fresh[UUID_LEN];
     uuid_v7(id);
     clock_rfc3339(clock_now_ms(), when);
-    const char *tr = log_trace();
+    const char *tr = trace ? trace : log_trace();
     if (!*tr) {
-        uuid_v7(trace);
-        tr = trace;
+        uuid_v7(fresh);
+        tr = fresh;
     }
     cJSON_AddStringToObject(env, "event_id", id);
     cJSON_AddStringToObject(env, "event_name", name);
     cJSON_AddNumberToObject(env, "event_version", version);
     cJSON_AddStringToObject(env, "event_time", when);
-    cJSON_AddStringToObject(env, "producer", db_name(db_conn_db(tx)));
+    cJSON_AddStringToObject(env, "producer", producer);
     cJSON_AddStringToObject(env, "trace_id", tr);
     if (!cJSON_AddItemToObject(env, "data", data)) {
         cJSON_Delete(data);
@@ -449,36 +450,99 @@ static const char *print_body(const cJSON *env, char *buf, size_t cap, char **he
     return *heap = json_print(env);
 }
 
+/* The envelope around `data` (consumed), checked and printed into `buf`
+ * when it fits, else into *heap; the body, or NULL with a diag. */
+static const char *build(const char *producer, const char *trace, const char *name, int version,
+                         cJSON *data, char id[UUID_LEN], char *buf, size_t cap, char **heap)
+{
+    *heap = NULL;
+    if (!name || !*name || !cJSON_IsObject(data)) {
+        cJSON_Delete(data);
+        diag_set(DIAG_INTERNAL, "bus_emit: subject, name and a data object are required");
+        return NULL;
+    }
+    const char *body = NULL;
+    cJSON *env = envelope(producer, trace, name, version, data, id);
+    if (env && check_envelope(env, name, version) == 0 &&
+        !(body = print_body(env, buf, cap, heap)))
+        diag_set(DIAG_INTERNAL, "out of memory");
+    cJSON_Delete(env);
+    return body;
+}
+
+/* The row of an event whose body is built, and the relay's wake-up. */
+static int write_row(db_conn_t *tx, const char *subject, const char *name, int version,
+                     const char *id, const char *body, size_t len, char *event_id_out)
+{
+    if (insert_outbox(tx, id, subject, name, version, body, len) < 0 ||
+        db_after_commit(tx, bus_relay_wake_db, db_conn_db(tx)) < 0)
+        return -1;
+    if (event_id_out) memcpy(event_id_out, id, UUID_LEN);
+    return 0;
+}
+
+static bool in_tx(db_conn_t *tx, const char *subject)
+{
+    if (!tx || !db_in_tx(tx)) {
+        diag_set(DIAG_INTERNAL, "bus_emit outside a transaction");
+        return false;
+    }
+    if (!subject || !*subject) {
+        diag_set(DIAG_INTERNAL, "bus_emit: subject, name and a data object are required");
+        return false;
+    }
+    return true;
+}
+
 int bus_emit(db_conn_t *tx, const char *subject, const char *name, int version, cJSON *data,
              char *event_id_out)
 {
-    if (!tx || !db_in_tx(tx)) {
+    if (!in_tx(tx, subject)) {
         cJSON_Delete(data);
-        return diag_set(DIAG_INTERNAL, "bus_emit outside a transaction");
-    }
-    if (!subject || !*subject || !name || !*name || !cJSON_IsObject(data)) {
-        cJSON_Delete(data);
-        return diag_set(DIAG_INTERNAL, "bus_emit: subject, name and a data object are required");
+        return -1;
     }
     char id[UUID_LEN];
     char buf[BUS_BODY_BUF];
     char *heap = NULL;
-    const char *body;
-    int rc = -1;
-    cJSON *env = envelope(tx, name, version, data, id);
-    if (!env || check_envelope(env, name, version) < 0) goto out;
-    if (!(body = print_body(env, buf, sizeof(buf), &heap))) {
-        diag_set(DIAG_INTERNAL, "out of memory");
-        goto out;
-    }
-    if (insert_outbox(tx, id, subject, name, version, body, strlen(body)) < 0) goto out;
-    if (db_after_commit(tx, bus_relay_wake_db, db_conn_db(tx)) < 0) goto out;
-    if (event_id_out) memcpy(event_id_out, id, UUID_LEN);
-    rc = 0;
-out:
+    const char *body =
+        build(db_name(db_conn_db(tx)), NULL, name, version, data, id, buf, sizeof(buf), &heap);
+    int rc = body ? write_row(tx, subject, name, version, id, body, strlen(body), event_id_out) : -1;
     free(heap);
-    cJSON_Delete(env);
     return rc;
+}
+
+int bus_prepare(const char *producer, const char *trace, const char *name, int version,
+                cJSON *data, bus_prepared_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    char buf[BUS_BODY_BUF];
+    char *heap = NULL;
+    const char *body = build(producer, trace ? trace : "", name, version, data, out->id, buf,
+                             sizeof(buf), &heap);
+    if (!body) return -1;
+    out->len = strlen(body);
+    out->body = heap ? heap : strdup(body);
+    if (!out->body) return diag_set(DIAG_INTERNAL, "out of memory");
+    out->name = name;
+    out->version = version;
+    return 0;
+}
+
+int bus_emit_prepared(db_conn_t *tx, const char *subject, bus_prepared_t *p, char *event_id_out)
+{
+    int rc = -1;
+    if (!p->body)
+        diag_set(DIAG_INTERNAL, "bus_emit_prepared: no body");
+    else if (in_tx(tx, subject))
+        rc = write_row(tx, subject, p->name, p->version, p->id, p->body, p->len, event_id_out);
+    bus_prepared_free(p);
+    return rc;
+}
+
+void bus_prepared_free(bus_prepared_t *p)
+{
+    free(p->body);
+    p->body = NULL;
 }
 
 int64_t bus_outbox_pending(db_t *db)

@@ -26,6 +26,7 @@
 #include <cjson/cJSON.h>
 
 #include "db.h"
+#include "uuid.h"
 #include "schema.h"
 
 #define BUS_MAX_DELIVER 5
@@ -97,6 +98,27 @@ int bus_ensure_streams(bus_t *bus, const bus_stream_t *streams);
  */
 int bus_emit(db_conn_t *tx, const char *subject, const char *name, int version, cJSON *data,
              char *event_id_out);
+/*
+ * bus_emit in two steps, for a producer of many events in one transaction
+ * (the daily close) that builds them on another thread while its own
+ * writes the rows. bus_prepare does everything before the outbox row on
+ * any thread, outside any transaction: the envelope (as bus_emit; the
+ * producer and trace id given, trace NULL for a new one), the schema check
+ * and the printed body. bus_emit_prepared writes the row inside tx and
+ * always takes the body (freed, NULL after). bus_prepared_free frees what
+ * a prepared event holds (NULL-safe, idempotent).
+ */
+typedef struct bus_prepared {
+    char id[UUID_LEN];
+    const char *name; /* static: the caller's */
+    int version;
+    char *body;       /* malloc'd JSON */
+    size_t len;
+} bus_prepared_t;
+int bus_prepare(const char *producer, const char *trace, const char *name, int version,
+                cJSON *data, bus_prepared_t *out);
+int bus_emit_prepared(db_conn_t *tx, const char *subject, bus_prepared_t *p, char *event_id_out);
+void bus_prepared_free(bus_prepared_t *p);
 /* Schemas used by bus_emit (set by bus_open; settable alone for tests). */
 void bus_set_schemas(const schema_registry_t *schemas);
 
