@@ -39,6 +39,13 @@
 #define ACCT_ENTRIES_MAX 500           /* entries of one answer (limit) */
 #define ACCT_CAUSE_LEN 96              /* "payout:<day>:<account id>" or an event id */
 
+/* What the close prepares of a payout entry before its transaction books it. */
+typedef struct acct_ahead {
+    char id[UUID_LEN];
+    int64_t at, balance;
+    bus_prepared_t *event;
+} acct_ahead_t;
+
 /* A ledger entry to book. */
 typedef struct acct_booking {
     const char *account_id;
@@ -48,6 +55,11 @@ typedef struct acct_booking {
     const char *cause;         /* unique: the event id, or the payout key */
     const char *day;           /* the entry's own business day */
     const char *rules_version; /* the rule version that decided the amount */
+    /* Made ahead (the close, on its preparing thread), else NULL: the
+     * entry's id, time and balance after it, and its TransactionApplied
+     * (from acct_applied_data); a booking writes the event's row and the
+     * caller frees what is left (bus_prepared_free). */
+    const acct_ahead_t *ahead;
 } acct_booking_t;
 
 /* What acct_book did. */
@@ -77,6 +89,10 @@ int acct_book(db_conn_t *tx, const acct_booking_t *b, acct_booked_t *out);
  * account's balance now is `before`, and the day's totals are the caller's
  * to add (acct_add_to_day, once for all its entries). */
 int acct_book_open_day(db_conn_t *tx, const acct_booking_t *b, int64_t before, acct_booked_t *out);
+/* The data of the TransactionApplied of entry `id` of booking `b` on `day`,
+ * the account's balance after it `balance`, booked at `at`; NULL with a diag. */
+cJSON *acct_applied_data(const acct_booking_t *b, const char *id, const char *day, int64_t balance,
+                         int64_t at);
 /* Add `amount` of `kind` to the totals of `day`. */
 int acct_add_to_day(db_conn_t *tx, const char *day, const char *kind, int64_t amount);
 

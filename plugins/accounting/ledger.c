@@ -74,25 +74,41 @@ static int set_balance(db_conn_t *tx, const char *account, int64_t balance)
     return db_step_done(tx, st);
 }
 
-static int emit_applied(db_conn_t *tx, const acct_booking_t *b, const acct_booked_t *e,
-                        int64_t at)
+cJSON *acct_applied_data(const acct_booking_t *b, const char *id, const char *day, int64_t balance,
+                         int64_t at)
 {
     char when[CLOCK_RFC3339_LEN];
     clock_rfc3339(at, when);
     cJSON *d = cJSON_CreateObject();
-    cJSON_AddStringToObject(d, "transaction_id", e->id);
+    cJSON_AddStringToObject(d, "transaction_id", id);
     cJSON_AddStringToObject(d, "account_id", b->account_id);
     cJSON_AddStringToObject(d, "kind", b->kind);
     json_add_int64(d, "amount_cents", b->amount);
     json_add_string_or_null(d, "task_id", b->task_id);
-    cJSON_AddStringToObject(d, "day", e->day);
-    if (json_add_int64(d, "balance_cents", e->balance) < 0) {
+    cJSON_AddStringToObject(d, "day", day);
+    if (json_add_int64(d, "balance_cents", balance) < 0) {
         cJSON_Delete(d);
-        return -1;
+        return NULL;
     }
     cJSON_AddStringToObject(d, "created_at", when);
     cJSON_AddStringToObject(d, "rules_version", b->rules_version);
-    return bus_emit(tx, "ates.accounting.transaction", "TransactionApplied", 1, d, NULL);
+    return d;
+}
+
+#define ACCT_APPLIED_SUBJECT "ates.accounting.transaction"
+
+static int emit_applied(db_conn_t *tx, const acct_booking_t *b, const acct_booked_t *e,
+                        int64_t at)
+{
+    if (b->ahead) {
+        if (b->ahead->balance != e->balance) /* prepared from the same numbers: never */
+            return diag_set(DIAG_INTERNAL, "payout of %s: prepared balance %lld, booked %lld",
+                            b->account_id, (long long)b->ahead->balance, (long long)e->balance);
+        return bus_emit_prepared(tx, ACCT_APPLIED_SUBJECT, b->ahead->event, NULL);
+    }
+    cJSON *d = acct_applied_data(b, e->id, e->day, e->balance, at);
+    if (!d) return -1;
+    return bus_emit(tx, ACCT_APPLIED_SUBJECT, "TransactionApplied", 1, d, NULL);
 }
 
 /* The entry on day e->day (late_from: its own closed day, or NULL) with
@@ -106,8 +122,14 @@ static int book_entry(db_conn_t *tx, const acct_booking_t *b, const char *late_f
         e->balance > JSON_INT_MAX || e->balance < -JSON_INT_MAX)
         return diag_set(DIAG_VALIDATION, "the balance of %s would leave the range of cents",
                         b->account_id);
-    uuid_v7(e->id);
-    int64_t now = clock_now_ms();
+    int64_t now;
+    if (b->ahead) {
+        memcpy(e->id, b->ahead->id, UUID_LEN);
+        now = b->ahead->at;
+    } else {
+        uuid_v7(e->id);
+        now = clock_now_ms();
+    }
     sqlite3_stmt *st = db_stmt(tx, "INSERT INTO ledger(id, cause, account_id, kind, amount_cents, "
                                    "task_id, day, late_from, balance_cents, created_at, rules_version) "
                                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
