@@ -506,7 +506,8 @@ int bus_emit(db_conn_t *tx, const char *subject, const char *name, int version, 
     char *heap = NULL;
     const char *body =
         build(db_name(db_conn_db(tx)), NULL, name, version, data, id, buf, sizeof(buf), &heap);
-    int rc = body ? write_row(tx, subject, name, version, id, body, strlen(body), event_id_out) : -1;
+    int rc = body ? write_row(tx, subject, name, version, id, body, strlen(body), event_id_out)
+                  : -1;
     free(heap);
     return rc;
 }
