@@ -6,6 +6,7 @@ bound to give up, never an assertion on speed).
 """
 import atexit
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -346,6 +347,21 @@ def write_file(path, text):
 
 
 # --- auth helpers -------------------------------------------------------------
+
+def use_rule_file(ates, headers, path, src, timeout=10.0):
+    """Write the rule file `path` (as an editor saves) and wait until the
+    service has these bytes in force; returns their GET /api/rules item
+    (its "error" is that of the last attempt, None when it loaded)."""
+    write_file(path, src)
+    name = os.path.basename(path)
+    version = hashlib.sha256(src.encode()).hexdigest()[:12]
+
+    def in_force():
+        st, js = ates.get("/api/rules", headers=headers)
+        items = [i for i in js.get("items", []) if i["file"] == name] if st == 200 else []
+        return items[0] if items and items[0]["version"] == version else None
+    return wait_for(in_force, timeout=timeout, what="%s version %s in force" % (name, version))
+
 
 def is_error(body, code):
     """The CONTRACT error body: exactly {"error": {"code", "message"}}."""

@@ -6,14 +6,13 @@ the payout mail job failing and retrying every second, and no .eml is
 written; a mail() that returns no {subject, text} strings is refused the
 same way; once the repository's payout.lua is back (hot-reloaded), each
 mail is written exactly once, To the account's address."""
-import hashlib
 import os
 import re
 import time
 
 import accounting_util as au
-from harness import (ATES_BIN, Ates, Check, NatsServer, bearer, fast_nats, login, repo_rules, wait_consumed,
-                     wait_for, write_file)
+from harness import (ATES_BIN, Ates, Check, NatsServer, bearer, fast_nats, login, repo_rules, use_rule_file,
+                     wait_consumed, wait_for)
 
 TZ = au.noon_tz()
 t = Check()
@@ -48,18 +47,9 @@ NAME = {A: "payout-%s-%s.eml" % (Y, A), B: "payout-%s-%s.eml" % (Y, B)}
 FAILED = "accounting: payout mails (kept, tried again)"
 
 
-def payout_rule():
-    st, js = ates.get("/api/rules", headers=ADMIN)
-    return [i for i in js["items"] if i["file"] == "payout.lua"][0] if st == 200 else None
-
-
 def use_rule(src, what):
     """Write payout.lua and wait until that version is the one in force."""
-    write_file(PAYOUT, src)
-    v = hashlib.sha256(src.encode()).hexdigest()[:12]
-    item = wait_for(lambda: (lambda i: i if i and i["version"] == v else None)(payout_rule()), timeout=10,
-                    what="payout.lua %s in force" % what)
-    t.eq(item["error"], None, "payout.lua %s loaded without an error" % what)
+    t.eq(use_rule_file(ates, ADMIN, PAYOUT, src)["error"], None, "payout.lua %s loaded without an error" % what)
 
 
 def failures():

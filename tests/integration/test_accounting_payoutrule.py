@@ -7,12 +7,11 @@ entry, balance change, owed mail, closed day or event of it remains; once
 a correct payout.lua is in force, the same close pays every account exactly
 once: 300 payout entries, balances 0, one TransactionApplied per payout and
 one DayClosed on the stream."""
-import hashlib
 import os
 
 import accounting_util as au
-from harness import (ATES_BIN, Ates, Check, NatsServer, bearer, fast_nats, login, repo_rules, wait_consumed,
-                     wait_for, write_file)
+from harness import (ATES_BIN, Ates, Check, NatsServer, bearer, fast_nats, login, repo_rules, use_rule_file,
+                     wait_consumed, wait_for)
 
 N = 300   # accounts; account i earns 2000 + i on one task (accounting_util's pricing)
 BAD_AT = 250
@@ -43,15 +42,7 @@ Y = au.day_add(au.today(TZ), -1)
 
 def use_rule(src, what):
     """Write payout.lua and wait until that version is the one in force."""
-    write_file(PAYOUT, src)
-    v = hashlib.sha256(src.encode()).hexdigest()[:12]
-
-    def in_force():
-        st, js = ates.get("/api/rules", headers=ADMIN)
-        items = [i for i in js["items"] if i["file"] == "payout.lua"] if st == 200 else []
-        return items[0] if items and items[0]["version"] == v else None
-    t.eq(wait_for(in_force, timeout=10, what="payout.lua %s in force" % what)["error"], None,
-         "payout.lua %s loaded without an error" % what)
+    t.eq(use_rule_file(ates, ADMIN, PAYOUT, src)["error"], None, "payout.lua %s loaded without an error" % what)
 
 
 def one(sql):

@@ -4,11 +4,10 @@ spread them over the popugs; done tasks never move; the old assignee of a
 moved task can no longer complete it. An edited pick(): the one it names
 (the last candidate too) gets the tasks; one naming no candidate makes
 shuffle and create fail (503) without changing anything."""
-import hashlib
 import os
 
 from harness import (ATES_BIN, Ates, Check, NatsServer, add_account, bearer, is_error, list_pages, login,
-                     wait_consumed, wait_for, write_file)
+                     use_rule_file, wait_consumed)
 
 t = Check()
 nats = NatsServer().start()
@@ -152,15 +151,7 @@ STRANGER = PICK % (SELFTEST + 'return "no-such-account"')
 
 
 def use_shuffle(src, what):
-    write_file(SHUFFLE, src)
-    v = hashlib.sha256(src.encode()).hexdigest()[:12]
-
-    def in_force():
-        st, js = ates.get("/api/rules", headers=ADMIN)
-        items = [i for i in js.get("items", []) if i["file"] == "shuffle.lua"] if st == 200 else []
-        return items[0] if items and items[0]["version"] == v else None
-    t.eq(wait_for(in_force, timeout=10, what="shuffle.lua %s in force" % what)["error"], None,
-         "shuffle.lua %s loaded" % what)
+    t.eq(use_rule_file(ates, ADMIN, SHUFFLE, src)["error"], None, "shuffle.lua %s loaded" % what)
 
 
 now_eligible = {ids[n] for n in POPUGS}
