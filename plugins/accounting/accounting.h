@@ -43,7 +43,7 @@
 typedef struct acct_ahead {
     char id[UUID_LEN];
     int64_t at, balance;
-    bus_prepared_t *event;
+    bus_prepared_t event; /* its TransactionApplied */
 } acct_ahead_t;
 
 /* A ledger entry to book. */
@@ -59,7 +59,7 @@ typedef struct acct_booking {
      * entry's id, time and balance after it, and its TransactionApplied
      * (from acct_applied_data); a booking writes the event's row and the
      * caller frees what is left (bus_prepared_free). */
-    const acct_ahead_t *ahead;
+    acct_ahead_t *ahead;
 } acct_booking_t;
 
 /* What acct_book did. */

@@ -33,7 +33,7 @@
  * TransactionApplied, built, checked and printed (bus_prepare). Nothing it
  * makes is stored but by the booking thread, inside the transaction; a
  * failure on either side stops both and rolls the close back. The JSON
- * and the rule calls (about a third of a close's CPU) leave the thread
+ * and the rule calls (about a quarter of a close's CPU) leave the thread
  * that holds the write lock.
  */
 #include <getopt.h>
@@ -70,7 +70,6 @@ typedef struct prepared {
     int64_t amount;                  /* payout.lua's pay_cents */
     char version[RULES_VERSION_LEN]; /* of payout.lua */
     acct_ahead_t ahead;              /* when amount > 0: entry id, time, balance, event */
-    bus_prepared_t event;            /* its TransactionApplied (body freed once written) */
 } prepared_t;
 
 /* What the two threads of a close share. ready and taken move without the
@@ -311,7 +310,7 @@ static int ask_payout(rules_args_t *a, int64_t balance, int64_t *pay, char versi
 /* The payout entry (the day is open: close_upto closes in order), and the
  * mail it owes. 1 booked, 0 booked before, -1 error. */
 static int pay(db_conn_t *tx, const settle_t *s, const char *day, int64_t amount,
-               const char *version, const acct_ahead_t *ahead)
+               const char *version, acct_ahead_t *ahead)
 {
     char cause[ACCT_CAUSE_LEN];
     snprintf(cause, sizeof(cause), "payout:%s:%s", day, s->id);
@@ -361,12 +360,11 @@ static int prepare_one(preparer_t *pr, rules_args_t *a, int i)
     uuid_v7(p->ahead.id);
     p->ahead.at = clock_now_ms();
     p->ahead.balance = s->balance - p->amount; /* as the booking computes it (and checks) */
-    p->ahead.event = &p->event;
     acct_booking_t b = {.account_id = s->id, .kind = "payout", .amount = p->amount,
                         .day = pr->day, .rules_version = p->version};
     cJSON *d = acct_applied_data(&b, p->ahead.id, pr->day, p->ahead.balance, p->ahead.at);
     if (!d) return -1;
-    return bus_prepare(pr->producer, pr->trace, "TransactionApplied", 1, d, &p->event);
+    return bus_prepare(pr->producer, pr->trace, "TransactionApplied", 1, d, &p->ahead.event);
 }
 
 /* Wake the other thread of a close. */
@@ -463,7 +461,7 @@ static int close_one(db_conn_t *tx, service_t *svc, const char *day, summary_t *
         if (s[i].end_balance - p->amount < 0) sum->negative++;
         if (p->amount == 0) continue;
         int paid = pay(tx, &s[i], day, p->amount, p->version, &p->ahead);
-        bus_prepared_free(&p->event);
+        bus_prepared_free(&p->ahead.event);
         if (paid < 0) goto out;
         if (paid) booked += p->amount;
         sum->paid += p->amount;
@@ -479,7 +477,7 @@ out:
         pthread_mutex_unlock(&pr.mu);
         pthread_join(thread, NULL);
     }
-    for (int i = 0; pr.p && i < n; i++) bus_prepared_free(&pr.p[i].event);
+    for (int i = 0; pr.p && i < n; i++) bus_prepared_free(&pr.p[i].ahead.event);
     free(pr.p);
     pthread_cond_destroy(&pr.cv);
     pthread_mutex_destroy(&pr.mu);

@@ -104,7 +104,7 @@ static int emit_applied(db_conn_t *tx, const acct_booking_t *b, const acct_booke
         if (b->ahead->balance != e->balance) /* prepared from the same numbers: never */
             return diag_set(DIAG_INTERNAL, "payout of %s: prepared balance %lld, booked %lld",
                             b->account_id, (long long)b->ahead->balance, (long long)e->balance);
-        return bus_emit_prepared(tx, ACCT_APPLIED_SUBJECT, b->ahead->event, NULL);
+        return bus_emit_prepared(tx, ACCT_APPLIED_SUBJECT, &b->ahead->event, NULL);
     }
     cJSON *d = acct_applied_data(b, e->id, e->day, e->balance, at);
     if (!d) return -1;
