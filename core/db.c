@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,8 @@
 #define DB_BUSY_SHORT_US 100  /* first waits: a short transaction of another thread */
 #define DB_BUSY_SHORT_TRIES 50
 #define DB_BUSY_LONG_US 1000  /* after that: a long one (a close, a shuffle) */
-#define DB_CKPT_PAGES 1000    /* WAL pages that wake the checkpointer (SQLite's autocheckpoint) */
+#define DB_CKPT_PAGES 1000    /* new WAL pages that wake the checkpointer (SQLite's autocheckpoint) */
+#define DB_CKPT_RESTART 4000  /* a WAL this long after a passive checkpoint is restarted */
 #define DB_CKPT_IDLE_MS 5000  /* and a look this often, for commits of other processes */
 
 typedef struct db_cached {
@@ -55,10 +57,14 @@ struct db {
     pthread_key_t key;   /* this thread's db_conn_t */
     pthread_mutex_t lock;/* guards conns */
     db_conn_t *conns;
-    pthread_mutex_t glock;       /* guards the group-commit queue */
-    struct db_group_item *ghead; /* waiting db_group_run calls; the head leads */
-    struct db_group_item *gtail;
-    db_conn_t *gconn;            /* the leaders' connection (one leader at a time) */
+    /* Group commit: works queued for the writer thread, which runs them
+     * in batches on its own connection (see db_group_submit). */
+    pthread_mutex_t glock;       /* guards the queue and the writer's state */
+    pthread_cond_t gcond;        /* the writer waits here for work */
+    struct db_group_item *ghead, *gtail;
+    bool gstarted, gstop, gidle; /* gidle: the writer waits on gcond */
+    pthread_t gthread;
+    db_conn_t *gconn;            /* the writer's connection */
     /* The checkpointer: a thread that copies the WAL back into the file
      * (PASSIVE, never blocking a writer) when a commit left more than
      * DB_CKPT_PAGES in it, instead of the committing thread doing it
@@ -67,15 +73,18 @@ struct db {
     pthread_cond_t ckpt_cond;
     bool ckpt_wanted, ckpt_stop, ckpt_running;
     pthread_t ckpt_thread;
+    _Atomic int ckpt_from; /* WAL pages the last checkpoint left; new ones count from here */
 };
 
-/* One db_group_run call, on its caller's stack. */
+/* One queued work: malloc'd for db_group_submit (freed by the writer after
+ * done), on the caller's stack for db_group_run (which waits for `done`). */
 typedef struct db_group_item {
     db_work_fn fn;
+    db_done_fn done_fn; /* NULL for db_group_run */
     void *arg;
     int rc;
-    bool done;
-    pthread_cond_t cond; /* done, or became the head */
+    bool done;           /* db_group_run: set under glock */
+    pthread_cond_t cond; /* db_group_run: done */
     diag_t diag;         /* the call's own failure */
     char service[32], trace[64];
     struct db_group_item *next;
@@ -172,13 +181,20 @@ static int busy_wait(void *arg, int count)
 }
 
 /* After each commit, in the committing thread: wake the checkpointer when
- * the WAL has grown past DB_CKPT_PAGES. */
+ * DB_CKPT_PAGES pages were added to the WAL since its last checkpoint (not
+ * whenever the WAL is that long: a WAL that was not restarted stays long,
+ * and every commit would start another checkpoint, each with its syncs). */
 static int wal_hook(void *arg, sqlite3 *h, const char *schema, int pages)
 {
     (void)h;
     (void)schema;
     db_t *db = arg;
-    if (pages >= DB_CKPT_PAGES) {
+    int from = atomic_load_explicit(&db->ckpt_from, memory_order_relaxed);
+    if (pages < from) { /* the WAL was restarted: its pages count from 0 */
+        atomic_store_explicit(&db->ckpt_from, 0, memory_order_relaxed);
+        from = 0;
+    }
+    if (pages - from >= DB_CKPT_PAGES) {
         pthread_mutex_lock(&db->ckpt_lock);
         if (!db->ckpt_wanted) {
             db->ckpt_wanted = true;
@@ -187,6 +203,27 @@ static int wal_hook(void *arg, sqlite3 *h, const char *schema, int pages)
         pthread_mutex_unlock(&db->ckpt_lock);
     }
     return SQLITE_OK;
+}
+
+/* One round: a passive checkpoint, which never waits. Under a steady
+ * stream of commits it never catches up with the last one, and SQLite
+ * restarts a WAL only after a checkpoint that did, so the WAL would grow
+ * without end (175 MB after 30 s of creates, every page lookup walking
+ * all its index blocks). Past DB_CKPT_RESTART pages, a RESTART checkpoint
+ * follows: it holds new writers off (through the busy handler) while it
+ * copies what the passive one left, a few frames, and waits for readers of
+ * older snapshots; the next commit then writes from the WAL's start. */
+static void checkpoint(db_t *db, db_conn_t *c)
+{
+    int wal = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal, &done);
+    if (rc == SQLITE_OK && wal >= DB_CKPT_RESTART)
+        rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_RESTART, &wal, &done);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+        log_warn("checkpoint of %s: %s", db->path, sqlite3_errmsg(c->h));
+    /* after a restart, the next commit's count is below this: the hook
+     * then counts from 0 */
+    atomic_store_explicit(&db->ckpt_from, wal > 0 ? wal : 0, memory_order_relaxed);
 }
 
 static void *ckpt_main(void *arg)
@@ -208,10 +245,7 @@ static void *ckpt_main(void *arg)
         }
         db->ckpt_wanted = false;
         pthread_mutex_unlock(&db->ckpt_lock);
-        int wal = 0, done = 0;
-        int rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal, &done);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
-            log_warn("checkpoint of %s: %s", db->path, sqlite3_errmsg(c->h));
+        checkpoint(db, c);
         pthread_mutex_lock(&db->ckpt_lock);
     }
     pthread_mutex_unlock(&db->ckpt_lock);
@@ -520,11 +554,13 @@ int db_open(db_t **out, const char *name, const char *path, const char *const *c
     snprintf(db->path, sizeof(db->path), "%s", path);
     pthread_mutex_init(&db->lock, NULL);
     pthread_mutex_init(&db->glock, NULL);
+    pthread_cond_init(&db->gcond, NULL);
     pthread_mutex_init(&db->ckpt_lock, NULL);
     pthread_cond_init(&db->ckpt_cond, NULL);
     if (pthread_key_create(&db->key, conn_destroy) != 0) {
         pthread_cond_destroy(&db->ckpt_cond);
         pthread_mutex_destroy(&db->ckpt_lock);
+        pthread_cond_destroy(&db->gcond);
         pthread_mutex_destroy(&db->glock);
         pthread_mutex_destroy(&db->lock);
         free(db);
@@ -546,9 +582,12 @@ int db_open(db_t **out, const char *name, const char *path, const char *const *c
     return 0;
 }
 
+static void writer_stop(db_t *db);
+
 void db_close(db_t *db)
 {
     if (!db) return;
+    writer_stop(db); /* runs what is queued first */
     if (db->ckpt_running) {
         pthread_mutex_lock(&db->ckpt_lock);
         db->ckpt_stop = true;
@@ -570,6 +609,7 @@ void db_close(db_t *db)
     pthread_key_delete(db->key);
     pthread_cond_destroy(&db->ckpt_cond);
     pthread_mutex_destroy(&db->ckpt_lock);
+    pthread_cond_destroy(&db->gcond);
     pthread_mutex_destroy(&db->glock);
     pthread_mutex_destroy(&db->lock);
     free(db);
@@ -661,55 +701,131 @@ out:
 
 static __thread db_t *tl_leading; /* the db whose batch this thread is running */
 
-int db_group_run(db_t *db, db_work_fn fn, void *arg)
+/* A work's end, after its batch committed or failed: a db_group_submit's
+ * done runs here, with the work's own diag when it failed; a
+ * db_group_run's caller is woken. */
+static void item_finish(db_t *db, db_group_item_t *it)
 {
-    db_conn_t *c = db_conn(db);
-    if (!c) return -1;
-    if (c->in_tx || tl_leading == db) return diag_set(DIAG_INTERNAL, "db_group_run inside a transaction");
-    db_group_item_t me = {.fn = fn, .arg = arg};
-    snprintf(me.service, sizeof(me.service), "%s", log_service());
-    snprintf(me.trace, sizeof(me.trace), "%s", log_trace());
-    pthread_cond_init(&me.cond, NULL);
-
-    pthread_mutex_lock(&db->glock);
-    /* `me` is queued only until it is done: the leader unlinks it before
-     * this call can return */
-    if (db->gtail) {
-        db->gtail->next = &me;
-    } else {
-        // cppcheck-suppress autoVariables
-        db->ghead = &me;
+    if (it->done_fn) {
+        if (it->rc < 0) diag_set_at(it->diag.file, it->diag.line, it->diag.kind, "%s", it->diag.message);
+        else diag_clear();
+        log_set_service(it->service[0] ? it->service : NULL);
+        log_set_trace(it->trace[0] ? it->trace : NULL);
+        it->done_fn(it->arg, it->rc);
+        free(it);
+        return;
     }
-    // cppcheck-suppress autoVariables
-    db->gtail = &me;
-    while (!me.done && db->ghead != &me) pthread_cond_wait(&me.cond, &db->glock);
-    if (!me.done) { /* the leader: take what is queued, run it unlocked */
-        db_group_item_t *items[DB_GROUP_MAX];
+    pthread_mutex_lock(&db->glock);
+    it->done = true;
+    pthread_cond_signal(&it->cond);
+    pthread_mutex_unlock(&db->glock);
+}
+
+static void *writer_main(void *arg)
+{
+    db_t *db = arg;
+    char name[16]; /* for top -H and perf */
+    snprintf(name, sizeof(name), "w:%.13s", db->name);
+    pthread_setname_np(pthread_self(), name);
+    db_group_item_t *items[DB_GROUP_MAX];
+    pthread_mutex_lock(&db->glock);
+    for (;;) {
+        while (!db->ghead && !db->gstop) {
+            db->gidle = true;
+            pthread_cond_wait(&db->gcond, &db->glock);
+            db->gidle = false;
+        }
+        if (!db->ghead) break; /* stopping, and nothing is left */
         int n = 0;
-        for (db_group_item_t *it = &me; it && n < DB_GROUP_MAX; it = it->next) items[n++] = it;
+        while (db->ghead && n < DB_GROUP_MAX) {
+            items[n++] = db->ghead;
+            db->ghead = db->ghead->next;
+        }
+        if (!db->ghead) db->gtail = NULL;
         pthread_mutex_unlock(&db->glock);
-        /* Every leader writes through the same connection, whose page
-         * cache then stays valid from one batch to the next; each thread's
-         * own would be emptied by every commit of another connection and
-         * read its B-tree pages back one pread at a time. */
+        /* one connection for every batch: its page cache stays valid from
+         * one to the next */
         if (!db->gconn) db->gconn = conn_open(db, false);
         tl_leading = db; /* a work calling db_group_run again is refused, not queued */
         if (db->gconn) batch_run(db->gconn, items, n);
         else batch_fail(items, n);
         tl_leading = NULL;
+        for (int i = 0; i < n; i++) item_finish(db, items[i]);
+        log_set_service(db->name);
+        log_set_trace(NULL);
         pthread_mutex_lock(&db->glock);
-        db_group_item_t *rest = items[n - 1]->next;
-        db->ghead = rest;
-        if (!rest) db->gtail = NULL;
-        if (rest) pthread_cond_signal(&rest->cond); /* the next leader first */
-        for (int i = 0; i < n; i++) { /* a follower may return once done is set */
-            items[i]->done = true;
-            pthread_cond_signal(&items[i]->cond);
-        }
     }
     pthread_mutex_unlock(&db->glock);
+    return NULL;
+}
+
+static void writer_stop(db_t *db)
+{
+    pthread_mutex_lock(&db->glock);
+    bool started = db->gstarted;
+    db->gstop = true;
+    pthread_cond_signal(&db->gcond);
+    pthread_mutex_unlock(&db->glock);
+    if (started) pthread_join(db->gthread, NULL);
+}
+
+/* Queue `it` for the writer (started on the first work); -1 with a diag
+ * when there is no writer. */
+static int enqueue(db_t *db, db_group_item_t *it)
+{
+    snprintf(it->service, sizeof(it->service), "%s", log_service());
+    snprintf(it->trace, sizeof(it->trace), "%s", log_trace());
+    pthread_mutex_lock(&db->glock);
+    if (db->gstop) {
+        pthread_mutex_unlock(&db->glock);
+        return diag_set(DIAG_UNAVAILABLE, "%s: the database is closing", db->name);
+    }
+    if (!db->gstarted) {
+        if (pthread_create(&db->gthread, NULL, writer_main, db) != 0) {
+            pthread_mutex_unlock(&db->glock);
+            return diag_set(DIAG_INTERNAL, "%s: cannot start the writer thread", db->name);
+        }
+        db->gstarted = true;
+    }
+    it->next = NULL;
+    if (db->gtail) db->gtail->next = it;
+    else db->ghead = it;
+    db->gtail = it;
+    if (db->gidle) pthread_cond_signal(&db->gcond);
+    pthread_mutex_unlock(&db->glock);
+    return 0;
+}
+
+int db_group_submit(db_t *db, db_work_fn fn, db_done_fn done, void *arg)
+{
+    if (tl_leading == db) return diag_set(DIAG_INTERNAL, "db_group_submit inside a group work");
+    db_group_item_t *it = calloc(1, sizeof(*it));
+    if (!it) return diag_set(DIAG_INTERNAL, "out of memory");
+    it->fn = fn;
+    it->done_fn = done;
+    it->arg = arg;
+    if (enqueue(db, it) < 0) {
+        free(it);
+        return -1;
+    }
+    return 0;
+}
+
+int db_group_run(db_t *db, db_work_fn fn, void *arg)
+{
+    db_conn_t *c = pthread_getspecific(db->key);
+    if ((c && c->in_tx) || tl_leading == db)
+        return diag_set(DIAG_INTERNAL, "db_group_run inside a transaction");
+    db_group_item_t me = {.fn = fn, .arg = arg};
+    pthread_cond_init(&me.cond, NULL);
+    int rc = enqueue(db, &me);
+    if (rc == 0) {
+        pthread_mutex_lock(&db->glock);
+        while (!me.done) pthread_cond_wait(&me.cond, &db->glock);
+        pthread_mutex_unlock(&db->glock);
+        rc = me.rc;
+        if (rc < 0) diag_set_at(me.diag.file, me.diag.line, me.diag.kind, "%s", me.diag.message);
+    }
     pthread_cond_destroy(&me.cond);
-    if (me.rc < 0)
-        diag_set_at(me.diag.file, me.diag.line, me.diag.kind, "%s", me.diag.message);
-    return me.rc;
+    return rc;
 }

@@ -55,27 +55,35 @@ void db_rollback_to(db_conn_t *c);
 int db_after_commit(db_conn_t *c, void (*fn)(void *), void *arg);
 
 /*
- * Group commit: db_group_run runs fn(tx, arg) inside a write transaction
- * shared with the other threads calling it at the same time, each call's
- * work inside its own savepoint. Returns only once that shared transaction
- * has committed (the work is durable), with fn's 0; or -1 with the diag of
- * that call alone: fn's own failure (its work is rolled back, the others
- * still commit), or the BEGIN/COMMIT failure (then every call gets -1).
+ * Group commit: works queued by any thread run on the db's writer thread
+ * (started with the first work, stopped by db_close after the queue is
+ * empty). It takes everything queued (up to DB_GROUP_MAX works), runs the
+ * works in arrival order in one write transaction on its own connection
+ * (whose page cache stays warm between batches), each work in a savepoint
+ * of its own, and commits. A work that fails alone is rolled back alone;
+ * a BEGIN or COMMIT failure fails every work of the batch.
  *
- * Leader/follower, no extra thread: the first waiting caller becomes the
- * leader, takes every call queued so far (up to DB_GROUP_MAX), runs them
- * in arrival order on the db's group connection (one for all leaders, so
- * its page cache stays warm between batches), commits and wakes the others; an
- * idle database runs a lone call at once. fn therefore may run on another
- * thread: it must use only `tx` (never db_conn nor a nested db_group_run;
- * db_commit there fails and db_rollback is ignored) and thread-safe state; the
- * caller's log service and trace id are set around it, so bus_emit's trace
- * is the caller's. After-commit hooks fn registers run after the shared
- * commit (those of a failed fn are dropped). fn must close the savepoints
- * it opens. The calling thread must not be inside a transaction.
+ * fn(tx, arg) runs on the writer thread: it must use only `tx` (never
+ * db_conn, db_group_run or db_group_submit of this db; db_commit there
+ * fails and db_rollback is ignored) and thread-safe state, and close the
+ * savepoints it opens. The submitter's log service and trace id are set
+ * around it, so bus_emit's trace is the submitter's. After-commit hooks it
+ * registers run after the shared commit (those of a failed work are
+ * dropped).
+ *
+ * db_group_submit returns at once: done(arg, rc) runs later on the writer
+ * thread, after the commit: rc 0 when the work is durable, or -1 with that
+ * thread's diag set to why (the work's own failure, or the batch's). done
+ * must be quick: the next batch waits for it. -1 (and done never runs)
+ * when the work could not be queued.
+ *
+ * db_group_run queues the work and waits: fn's 0 once it is durable, or -1
+ * with the diag as above. Not from inside a transaction.
  */
 #define DB_GROUP_MAX 256
 typedef int (*db_work_fn)(db_conn_t *tx, void *arg);
+typedef void (*db_done_fn)(void *arg, int rc);
+int db_group_submit(db_t *db, db_work_fn fn, db_done_fn done, void *arg);
 int db_group_run(db_t *db, db_work_fn fn, void *arg);
 
 /* The cached prepared statement for `sql` on this connection, reset and with

@@ -1,15 +1,19 @@
 /*
- * test_db_group: group commit (db_group_run). Many threads insert rows
+ * test_db_group: group commit (db_group_run, db_group_submit). Many threads insert rows
  * through shared transactions, some calls fail on purpose after writing:
  * exactly the others' rows are there, each failing call gets its own diag
  * back, the caller's trace id is in force while its work runs. Then, alone:
  * after-commit hooks (kept on success, dropped on failure), a COMMIT that
  * fails (deferred foreign key), work that ends the transaction, nesting.
+ * Submitted works: each done runs once, after its row is readable from
+ * another connection, with the work's rc and diag; db_close runs what is
+ * still queued before it returns.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/db.h"
 #include "core/diag.h"
@@ -205,6 +209,71 @@ static void test_alone(void)
     T_CHECK(!db_in_tx(c));
 }
 
+/* ---- submitted -------------------------------------------------------- */
+
+#define SUBMITS 3000
+
+typedef struct sub_work {
+    int64_t id;
+    bool fail;
+    atomic_int *calls;   /* done calls of this work */
+    atomic_int *visible; /* dones that saw their row committed */
+    atomic_int *right;   /* dones with the expected rc and diag */
+} sub_work_t;
+
+static int work_sub(db_conn_t *tx, void *arg)
+{
+    sub_work_t *w = arg;
+    if (insert_row(tx, w->id, 0) < 0) return -1;
+    return w->fail ? diag_set(DIAG_CONFLICT, "sub %lld", (long long)w->id) : 0;
+}
+
+static void done_sub(void *arg, int rc)
+{
+    sub_work_t *w = arg;
+    atomic_fetch_add(w->calls, 1);
+    char want[64];
+    snprintf(want, sizeof(want), "sub %lld", (long long)w->id);
+    bool ok = w->fail ? rc == -1 && diag_last()->kind == DIAG_CONFLICT &&
+                            strcmp(diag_last()->message, want) == 0
+                      : rc == 0;
+    if (ok) atomic_fetch_add(w->right, 1);
+    /* another connection (this thread's own) sees the row once it is done */
+    db_conn_t *c = db_conn(g_db);
+    sqlite3_stmt *st = c ? db_stmt(c, "SELECT count(*) FROM rows WHERE id = ?1") : NULL;
+    if (st && db_bind_int64(st, 1, w->id) == 0 && db_step(c, st) == 1 &&
+        sqlite3_column_int64(st, 0) == (w->fail ? 0 : 1))
+        atomic_fetch_add(w->visible, 1);
+    if (st) sqlite3_reset(st);
+}
+
+static void test_submit(db_t *db, int64_t base, bool close_at_once)
+{
+    static sub_work_t works[SUBMITS];
+    atomic_int calls = 0, visible = 0, right = 0;
+    int fails = 0;
+    for (int i = 0; i < SUBMITS; i++) {
+        works[i] = (sub_work_t){.id = base + i, .fail = FAILS(i), .calls = &calls,
+                                .visible = &visible, .right = &right};
+        fails += works[i].fail;
+        T_EQ_INT(db_group_submit(db, work_sub, done_sub, &works[i]), 0);
+    }
+    if (close_at_once) {
+        db_close(db); /* runs the queue before it returns */
+    } else {
+        for (int i = 0; i < 10000 && atomic_load(&calls) < SUBMITS; i++) usleep(1000);
+    }
+    T_EQ_INT(atomic_load(&calls), SUBMITS);
+    T_EQ_INT(atomic_load(&right), SUBMITS);
+    if (!close_at_once) {
+        T_EQ_INT(atomic_load(&visible), SUBMITS);
+        char sql[128];
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM rows WHERE id >= %lld AND id < %lld",
+                 (long long)base, (long long)base + SUBMITS);
+        T_EQ_INT(query_int(sql), SUBMITS - fails);
+    }
+}
+
 int main(void)
 {
     const char *base = getenv("ATES_TEST_TMP");
@@ -221,6 +290,12 @@ int main(void)
     if (g_db) {
         test_concurrent();
         test_alone();
+        test_submit(g_db, 2000000, false);
+        test_submit(g_db, 3000000, true); /* closes g_db */
+        g_db = NULL;
+        T_EQ_INT(db_open(&g_db, "group", path, db_core_migrations, migrations), 0);
+        T_EQ_INT(query_int("SELECT count(*) FROM rows WHERE id >= 3000000"),
+                 SUBMITS - (SUBMITS / 7 + (SUBMITS % 7 > 3)));
         db_close(g_db);
     }
     char cmd[600];
