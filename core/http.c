@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@
 #define PENDING_HEADERS 16    /* http_add_header calls per request */
 #define CONNECTION_TIMEOUT 30 /* seconds of idleness before MHD closes */
 #define FD_RESERVE 256        /* descriptors kept for everything but HTTP clients */
+#define DEFER_STOP_MS 10000   /* http_stop waits this long for deferred answers */
 
 /* A verified token and the identity it carries. */
 typedef struct cache_entry {
@@ -66,7 +68,15 @@ struct http_server {
     cache_entry_t *cache;     /* CACHE_SLOTS entries */
     pthread_mutex_t shard[CACHE_SHARDS];
     http_stats_t static_stats, other_stats;
+    pthread_mutex_t defer_lock; /* guards nothing but the waits below */
+    pthread_cond_t defer_cond;  /* a deferred answer came: http_inject, http_stop */
+    _Atomic int deferred;       /* requests deferred and not yet answered */
 };
+
+/* A deferred request's state (http_defer). The answering thread and the
+ * MHD thread that suspends the connection race; whichever comes second
+ * resumes it. */
+enum { DEFER_NONE, DEFER_WAITING, DEFER_SUSPENDED, DEFER_ANSWERED };
 
 typedef struct header_kv {
     char *name, *value;
@@ -92,6 +102,7 @@ struct http_req {
     char trace[HTTP_TRACE_LEN];
     int64_t t0_us;         /* monotonic start */
     bool answered;
+    _Atomic int defer;     /* DEFER_* */
     int status;
     struct MHD_Response *resp; /* built by the answer, queued after the handler */
     int nheaders;
@@ -254,6 +265,9 @@ static bool begin_reply(http_req_t *req)
     return true;
 }
 
+static void deferred_answered(http_req_t *req);
+
+/* The end of every answer: nothing touches req after it when deferred. */
 static void set_response(http_req_t *req, int status, struct MHD_Response *r,
                          const char *content_type)
 {
@@ -261,6 +275,8 @@ static void set_response(http_req_t *req, int status, struct MHD_Response *r,
     req->resp = r;
     req->status = status;
     if (r && content_type) MHD_add_response_header(r, "Content-Type", content_type);
+    if (atomic_load_explicit(&req->defer, memory_order_relaxed) != DEFER_NONE)
+        deferred_answered(req);
 }
 
 static void free_json_text(void *text) { cJSON_free(text); }
@@ -329,6 +345,31 @@ void http_reply_diag(http_req_t *req)
     char message[sizeof(d->message)];
     snprintf(message, sizeof(message), "%s", d->message);
     http_reply_error(req, d->kind, "%s", message);
+}
+
+void http_defer(http_req_t *req)
+{
+    if (atomic_load_explicit(&req->defer, memory_order_relaxed) != DEFER_NONE) return;
+    atomic_fetch_add(&req->srv->deferred, 1);
+    atomic_store(&req->defer, DEFER_WAITING);
+}
+
+/* A deferred request has its answer (on the answering thread, the last
+ * touch of req there): if its connection is already suspended, resume it
+ * (MHD then calls on_request again, which queues the answer); if not, the
+ * thread that ran the handler sees DEFER_ANSWERED and queues it itself. */
+static void deferred_answered(http_req_t *req)
+{
+    http_server_t *s = req->srv;
+    bool inject = req->inj != NULL;
+    struct MHD_Connection *conn = req->conn;
+    int old = atomic_exchange(&req->defer, DEFER_ANSWERED);
+    /* req may be gone from here on */
+    if (old == DEFER_SUSPENDED && !inject) MHD_resume_connection(conn);
+    atomic_fetch_sub(&s->deferred, 1);
+    pthread_mutex_lock(&s->defer_lock);
+    pthread_cond_broadcast(&s->defer_cond);
+    pthread_mutex_unlock(&s->defer_lock);
 }
 
 void http_add_header(http_req_t *req, const char *name, const char *value)
@@ -630,19 +671,16 @@ static void dispatch(http_req_t *req)
     }
     diag_clear();
     route->handler(req, route->ud);
-    if (!req->answered) {
+    if (atomic_load(&req->defer) == DEFER_NONE && !req->answered) {
         log_error("http: the handler of %s %s did not answer", route->method, route->pattern);
         http_reply_error(req, DIAG_INTERNAL, "internal error");
     }
 }
 
-static enum MHD_Result finish(http_req_t *req)
+/* Queue the answer req holds (or close when none could be built). */
+static enum MHD_Result queue_answer(http_req_t *req)
 {
-    take_trace(req);
-    log_set_trace(req->trace);
-    dispatch(req);
     log_debug("http: %s %s %d", req->method, req->path, req->status);
-    log_set_trace(NULL);
     struct MHD_Response *r = req->resp;
     req->resp = NULL;
     if (!r) return MHD_NO;
@@ -661,6 +699,39 @@ static enum MHD_Result finish(http_req_t *req)
     return ret;
 }
 
+/* After a handler that deferred: true when the answer is already there
+ * (queue it now); otherwise the connection is left suspended (or, for
+ * http_inject, this thread waits) until it comes. */
+static bool defer_wait(http_req_t *req)
+{
+    if (atomic_load(&req->defer) == DEFER_ANSWERED) return true;
+    http_server_t *s = req->srv;
+    if (req->inj) {
+        pthread_mutex_lock(&s->defer_lock);
+        int waiting = DEFER_WAITING;
+        atomic_compare_exchange_strong(&req->defer, &waiting, DEFER_SUSPENDED);
+        while (atomic_load(&req->defer) != DEFER_ANSWERED)
+            pthread_cond_wait(&s->defer_cond, &s->defer_lock);
+        pthread_mutex_unlock(&s->defer_lock);
+        return true;
+    }
+    MHD_suspend_connection(req->conn);
+    int waiting = DEFER_WAITING;
+    if (!atomic_compare_exchange_strong(&req->defer, &waiting, DEFER_SUSPENDED))
+        MHD_resume_connection(req->conn); /* answered meanwhile: on_request queues it */
+    return false;
+}
+
+static enum MHD_Result finish(http_req_t *req)
+{
+    take_trace(req);
+    log_set_trace(req->trace);
+    dispatch(req);
+    log_set_trace(NULL);
+    if (atomic_load(&req->defer) != DEFER_NONE && !defer_wait(req)) return MHD_YES;
+    return queue_answer(req);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -672,6 +743,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req) return MHD_NO;
         *con_cls = req;
     }
+    if (atomic_load(&req->defer) == DEFER_ANSWERED) /* resumed after a deferred answer */
+        return queue_answer(req);
     if (!req->started) {
         /* never answer on the first call: it would cost keep-alive */
         req->started = true;
@@ -863,6 +936,8 @@ int http_create(http_server_t **out, const http_options_t *opts)
     s->keys = opts->keys;
     http_router_init(&s->router);
     pthread_rwlock_init(&s->keys_lock, NULL);
+    pthread_mutex_init(&s->defer_lock, NULL);
+    pthread_cond_init(&s->defer_cond, NULL);
     for (int i = 0; i < CACHE_SHARDS; i++) pthread_mutex_init(&s->shard[i], NULL);
     stats_init(&s->static_stats, "(static)", "GET");
     stats_init(&s->other_stats, "(none)", "-");
@@ -915,7 +990,7 @@ int http_start(http_server_t *s)
     struct sockaddr_in6 sa6;
     struct sockaddr_in sa4;
     const struct sockaddr *sa;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     memset(&sa6, 0, sizeof(sa6));
     memset(&sa4, 0, sizeof(sa4));
     if (inet_pton(AF_INET, s->host, &sa4.sin_addr) == 1) {
@@ -948,6 +1023,23 @@ int http_port(const http_server_t *s) { return s->port; }
 void http_stop(http_server_t *s)
 {
     if (!s || !s->daemon) return;
+    /* deferred requests get their answers first (their work is queued on
+     * threads that run until the plugins stop), DEFER_STOP_MS at most */
+    int64_t until = clock_monotonic_ms() + DEFER_STOP_MS;
+    pthread_mutex_lock(&s->defer_lock);
+    while (atomic_load(&s->deferred) > 0 && clock_monotonic_ms() < until) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 10 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->defer_cond, &s->defer_lock, &ts);
+    }
+    pthread_mutex_unlock(&s->defer_lock);
+    if (atomic_load(&s->deferred) > 0)
+        log_warn("http: stopping with %d deferred request(s) unanswered", atomic_load(&s->deferred));
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
 }
@@ -961,6 +1053,8 @@ void http_free(http_server_t *s)
     http_router_free(&s->router);
     for (int i = 0; i < CACHE_SHARDS; i++) pthread_mutex_destroy(&s->shard[i]);
     pthread_rwlock_destroy(&s->keys_lock);
+    pthread_cond_destroy(&s->defer_cond);
+    pthread_mutex_destroy(&s->defer_lock);
     free(s->host);
     free(s->web_dir);
     free(s);

@@ -6,8 +6,9 @@
  * static files for the dashboards.
  *
  * A handler runs on an MHD thread and must answer exactly once with one of
- * the http_reply_* calls; a handler that does not is answered 500. The
- * request and everything it hands out live until the handler returns.
+ * the http_reply_* calls; a handler that does not (and did not defer, see
+ * http_defer) is answered 500. The request and everything it hands out
+ * live until the handler returns, or until a deferred answer.
  */
 #ifndef ATES_HTTP_H
 #define ATES_HTTP_H
@@ -95,6 +96,13 @@ int http_day_range(http_req_t *req, int max_days, int32_t *from, int32_t *to);
 bool http_role_in(const http_req_t *req, const char *roles);
 
 /* --- answering ----------------------------------------------------------- */
+/* Answer later: the handler returns without answering and the request
+ * (everything it hands out, its connection suspended meanwhile) waits for
+ * one http_reply_* call, which may come from any thread, even before the
+ * handler returns. That call is the last touch of req: it may be freed
+ * while the call returns. For work that waits on something else (a group
+ * commit), so that the MHD thread serves other connections meanwhile. */
+void http_defer(http_req_t *req);
 void http_add_header(http_req_t *req, const char *name, const char *value);
 /* Answer with `body` (taken: freed by the server; NULL = no body). */
 void http_reply_json(http_req_t *req, int status, cJSON *body);

@@ -3,10 +3,13 @@
  * over real sockets by a small blocking HTTP/1.1 client: routing errors,
  * body limits, JSON errors, trace ids, keep-alive, bearer and cookie
  * authentication with real Ed25519 tokens, handlers that answer wrongly,
+ * deferred answers from other threads (before and after the handler
+ * returns, on keep-alive and parallel connections, through http_inject),
  * and static files.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -242,6 +245,59 @@ static void h_page(http_req_t *req, void *ud)
 
 static void h_empty(http_req_t *req, void *ud) { http_reply_empty(req, 204); }
 
+/* Deferred: answered by another thread after `delay_us` (0: at once, racing
+ * the suspension of the connection), or in the handler itself ("now"). */
+typedef struct later {
+    http_req_t *req;
+    char id[64], trace[64];
+    useconds_t delay_us;
+} later_t;
+
+static void later_answer(later_t *l)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", l->id);
+    cJSON_AddStringToObject(o, "trace", l->trace);
+    http_add_header(l->req, "X-Test", "later");
+    http_req_t *req = l->req;
+    free(l);
+    http_reply_json(req, 202, o);
+}
+
+static void *later_main(void *arg)
+{
+    later_t *l = arg;
+    if (l->delay_us) usleep(l->delay_us);
+    later_answer(l);
+    return NULL;
+}
+
+static void h_later(http_req_t *req, void *ud)
+{
+    const char *mode = http_param(req, "mode");
+    later_t *l = calloc(1, sizeof(*l));
+    if (!l) {
+        http_reply_error(req, DIAG_UNAVAILABLE, "out of memory");
+        return;
+    }
+    l->req = req;
+    snprintf(l->id, sizeof(l->id), "%s", mode);
+    snprintf(l->trace, sizeof(l->trace), "%s", http_trace_id(req));
+    http_defer(req);
+    if (strncmp(mode, "now", 3) == 0) {
+        later_answer(l);
+        return;
+    }
+    l->delay_us = strncmp(mode, "race", 4) == 0 ? 0 : 20000;
+    pthread_t th;
+    if (pthread_create(&th, NULL, later_main, l) != 0) {
+        free(l);
+        http_reply_error(req, DIAG_UNAVAILABLE, "no thread");
+        return;
+    }
+    pthread_detach(th);
+}
+
 static const http_route_t routes[] = {
     {"GET", "/api/echo/{id}", h_echo, HTTP_PUBLIC, NULL},
     {"POST", "/api/echo", h_echo, HTTP_PUBLIC, NULL},
@@ -255,6 +311,7 @@ static const http_route_t routes[] = {
     {"GET", "/api/internal", h_internal, HTTP_PUBLIC, NULL},
     {"GET", "/api/page", h_page, HTTP_PUBLIC, NULL},
     {"DELETE", "/api/empty", h_empty, HTTP_PUBLIC, NULL},
+    {"GET", "/api/later/{mode}", h_later, HTTP_PUBLIC, NULL},
     {NULL, NULL, NULL, HTTP_PUBLIC, NULL},
 };
 
@@ -395,6 +452,59 @@ static void test_trace_and_keepalive(void)
         resp_free(&r);
     }
     close(fd);
+}
+
+/* One deferred request on fd, checked. */
+static void later_check(int fd, const char *mode)
+{
+    char path[128], trace[80], buf[256];
+    snprintf(path, sizeof(path), "/api/later/%s", mode);
+    snprintf(trace, sizeof(trace), "X-Request-Id: t-%s\r\n", mode);
+    resp_t r;
+    T_EQ_INT(cli_send(fd, "GET", path, trace, NULL, 0), 0);
+    T_EQ_INT(cli_read(fd, &r, false), 0);
+    T_EQ_INT(r.status, 202);
+    T_EQ_STR(body_str(&r, "id", buf, sizeof(buf)), mode);
+    snprintf(trace, sizeof(trace), "t-%s", mode);
+    T_EQ_STR(body_str(&r, "trace", buf, sizeof(buf)), trace);
+    T_EQ_STR(hdr(&r, "X-Request-Id", buf, sizeof(buf)), trace);
+    T_EQ_STR(hdr(&r, "X-Test", buf, sizeof(buf)), "later");
+    resp_free(&r);
+}
+
+static void *later_client(void *arg)
+{
+    int k = (int)(intptr_t)arg;
+    int fd = cli_connect();
+    T_CHECK(fd >= 0);
+    for (int i = 0; fd >= 0 && i < 30; i++) {
+        char mode[32];
+        static const char *const kinds[] = {"thread", "race", "now"};
+        snprintf(mode, sizeof(mode), "%s-%d-%d", kinds[(i + k) % 3], k, i);
+        later_check(fd, mode);
+    }
+    if (fd >= 0) close(fd);
+    return NULL;
+}
+
+static void test_deferred(http_server_t *s)
+{
+    /* one keep-alive connection, every kind in turn */
+    int fd = cli_connect();
+    T_CHECK(fd >= 0);
+    const char *const modes[] = {"thread-1", "now-1", "race-1", "race-2", "thread-2", "now-2"};
+    for (size_t i = 0; fd >= 0 && i < sizeof(modes) / sizeof(modes[0]); i++)
+        later_check(fd, modes[i]);
+    if (fd >= 0) close(fd);
+    /* parallel connections of 2 HTTP threads, all waiting at once */
+    pthread_t th[16];
+    for (int k = 0; k < 16; k++)
+        T_EQ_INT(pthread_create(&th[k], NULL, later_client, (void *)(intptr_t)k), 0);
+    for (int k = 0; k < 16; k++) pthread_join(th[k], NULL);
+    /* without a socket: http_inject waits for the answer */
+    T_EQ_INT(http_inject(s, "GET", "/api/later/thread-inject", NULL, NULL, 0), 202);
+    T_EQ_INT(http_inject(s, "GET", "/api/later/race-inject", NULL, NULL, 0), 202);
+    T_EQ_INT(http_inject(s, "GET", "/api/later/now-inject", NULL, NULL, 0), 202);
 }
 
 static void test_auth(jwt_keys_t *keys)
@@ -670,6 +780,7 @@ int main(void)
     test_auth(keys);
     test_token_cache(s, keys);
     test_handlers();
+    test_deferred(s);
     test_static();
     test_metrics();
 
