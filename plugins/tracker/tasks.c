@@ -55,8 +55,8 @@ static int task_get(db_conn_t *c, const char *id, tracker_task_t *t)
     return 1;
 }
 
-int tracker_emit_assigned(db_conn_t *tx, const char *task_id, const char *assignee,
-                          const char *previous, int64_t at)
+static cJSON *assigned_data(const char *task_id, const char *assignee, const char *previous,
+                            int64_t at)
 {
     char when[CLOCK_RFC3339_LEN];
     clock_rfc3339(at, when);
@@ -65,7 +65,14 @@ int tracker_emit_assigned(db_conn_t *tx, const char *task_id, const char *assign
     cJSON_AddStringToObject(d, "assignee_id", assignee);
     json_add_string_or_null(d, "previous_assignee_id", previous);
     cJSON_AddStringToObject(d, "assigned_at", when);
-    return bus_emit(tx, "ates.tasks.assigned", "TaskAssigned", 1, d, NULL);
+    return d;
+}
+
+int tracker_emit_assigned(db_conn_t *tx, const char *task_id, const char *assignee,
+                          const char *previous, int64_t at)
+{
+    return bus_emit(tx, "ates.tasks.assigned", "TaskAssigned", 1,
+                    assigned_data(task_id, assignee, previous, at), NULL);
 }
 
 /* --- create -------------------------------------------------------------- */
@@ -116,15 +123,18 @@ static int read_new_task(const cJSON *body, const char **title, const char **jir
     return 0;
 }
 
-static int insert_task(db_conn_t *tx, const tracker_task_t *t)
+/* A create on its way through the group commit: the task, and its two
+ * events built on the HTTP thread, so that the writer thread only writes
+ * rows. */
+typedef struct create_call {
+    http_req_t *req; /* deferred; answered by create_done */
+    tracker_task_t t; /* description borrowed from the request's body */
+    bus_prepared_t created, assigned;
+} create_call_t;
+
+static int create_prepare(create_call_t *cc, const char *producer, const char *trace)
 {
-    sqlite3_stmt *st = db_stmt(tx, "INSERT INTO tasks(" TASK_COLS ") "
-                                   "VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, NULL)");
-    if (!st || db_bind_text(st, 1, t->id) < 0 || db_bind_text(st, 2, t->title) < 0 ||
-        db_bind_text(st, 3, t->jira_id[0] ? t->jira_id : NULL) < 0 ||
-        db_bind_text(st, 4, t->description) < 0 || db_bind_text(st, 5, t->assignee_id) < 0 ||
-        db_bind_int64(st, 6, t->created_at) < 0 || db_step_done(tx, st) < 0)
-        return -1;
+    const tracker_task_t *t = &cc->t;
     char when[CLOCK_RFC3339_LEN];
     clock_rfc3339(t->created_at, when);
     cJSON *d = cJSON_CreateObject();
@@ -134,13 +144,65 @@ static int insert_task(db_conn_t *tx, const tracker_task_t *t)
     json_add_string_or_null(d, "description", t->description);
     cJSON_AddStringToObject(d, "assignee_id", t->assignee_id);
     cJSON_AddStringToObject(d, "created_at", when);
-    if (bus_emit(tx, "ates.tasks.created", "TaskCreated", 2, d, NULL) < 0) return -1;
-    return tracker_emit_assigned(tx, t->id, t->assignee_id, NULL, t->created_at);
+    if (bus_prepare(producer, trace, "TaskCreated", 2, d, &cc->created) < 0) return -1;
+    return bus_prepare(producer, trace, "TaskAssigned", 1,
+                       assigned_data(t->id, t->assignee_id, NULL, t->created_at), &cc->assigned);
 }
 
-/* Group commit: concurrent creates share one transaction (db_group_run). */
-static int insert_task_fn(db_conn_t *tx, void *arg) { return insert_task(tx, arg); }
+static int create_work(db_conn_t *tx, void *arg)
+{
+    create_call_t *cc = arg;
+    const tracker_task_t *t = &cc->t;
+    sqlite3_stmt *st = db_stmt(tx, "INSERT INTO tasks(" TASK_COLS ") "
+                                   "VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, NULL)");
+    if (!st || db_bind_text(st, 1, t->id) < 0 || db_bind_text(st, 2, t->title) < 0 ||
+        db_bind_text(st, 3, t->jira_id[0] ? t->jira_id : NULL) < 0 ||
+        db_bind_text(st, 4, t->description) < 0 || db_bind_text(st, 5, t->assignee_id) < 0 ||
+        db_bind_int64(st, 6, t->created_at) < 0 || db_step_done(tx, st) < 0 ||
+        bus_emit_prepared(tx, "ates.tasks.created", &cc->created, NULL) < 0)
+        return -1;
+    return bus_emit_prepared(tx, "ates.tasks.assigned", &cc->assigned, NULL);
+}
 
+static void create_free(create_call_t *cc)
+{
+    bus_prepared_free(&cc->created);
+    bus_prepared_free(&cc->assigned);
+    free(cc);
+}
+
+/* On the writer thread, after the commit: the answer. */
+static void create_done(void *arg, int rc)
+{
+    create_call_t *cc = arg;
+    http_req_t *req = cc->req;
+    cJSON *task = rc == 0 ? tracker_task_json(&cc->t) : NULL;
+    create_free(cc);
+    if (rc < 0) http_reply_diag(req);
+    else http_reply_json(req, 201, task);
+}
+
+/* Choose the assignee (shuffle.lua's pick over the eligible accounts). */
+static int assign_new(service_t *svc, tracker_task_t *t)
+{
+    tracker_candidates_t *c = tracker_candidates_get(svc);
+    int rc = -1;
+    if (c && cJSON_GetArraySize(c->ids) == 0) {
+        diag_set(DIAG_CONFLICT, "no account is eligible for tasks (see rules/shuffle.lua)");
+    } else if (c) {
+        tracker_picker_t pk;
+        rc = tracker_picker_open(svc, c, &pk);
+        if (rc == 0) rc = tracker_pick(&pk, t, t->assignee_id, NULL);
+        tracker_picker_close(&pk);
+    }
+    tracker_candidates_release(c);
+    return rc;
+}
+
+/* The row and both events commit in a group transaction shared with the
+ * creates of other connections; the request waits deferred, so its HTTP
+ * thread serves other connections meanwhile and the batches grow with
+ * the load. */
 void tracker_on_create(http_req_t *req, void *ud)
 {
     service_t *svc = ud;
@@ -151,28 +213,29 @@ void tracker_on_create(http_req_t *req, void *ud)
         http_reply_diag(req);
         return;
     }
-    tracker_task_t t = {.created_at = clock_now_ms()};
-    uuid_v7(t.id);
-    snprintf(t.title, sizeof(t.title), "%s", title);
-    snprintf(t.jira_id, sizeof(t.jira_id), "%s", jira ? jira : "");
-    t.description = (char *)description;
-
-    tracker_candidates_t *c = tracker_candidates_get(svc);
-    int rc = -1;
-    if (c && cJSON_GetArraySize(c->ids) == 0)
-        diag_set(DIAG_CONFLICT, "no account is eligible for tasks (see rules/shuffle.lua)");
-    else if (c) {
-        tracker_picker_t pk;
-        rc = tracker_picker_open(svc, c, &pk);
-        if (rc == 0) rc = tracker_pick(&pk, &t, t.assignee_id, NULL);
-        tracker_picker_close(&pk);
+    create_call_t *cc = calloc(1, sizeof(*cc));
+    if (!cc) {
+        http_reply_error(req, DIAG_UNAVAILABLE, "out of memory");
+        return;
     }
-    tracker_candidates_release(c);
-    if (rc < 0 || db_group_run(service_db(svc), insert_task_fn, &t) < 0) {
+    cc->req = req;
+    tracker_task_t *t = &cc->t;
+    t->created_at = clock_now_ms();
+    uuid_v7(t->id);
+    snprintf(t->title, sizeof(t->title), "%s", title);
+    snprintf(t->jira_id, sizeof(t->jira_id), "%s", jira ? jira : "");
+    t->description = (char *)description;
+    db_t *db = service_db(svc);
+    if (assign_new(svc, t) < 0 || create_prepare(cc, db_name(db), http_trace_id(req)) < 0) {
+        create_free(cc);
         http_reply_diag(req);
         return;
     }
-    http_reply_json(req, 201, tracker_task_json(&t));
+    http_defer(req);
+    if (db_group_submit(db, create_work, create_done, cc) < 0) {
+        create_free(cc);
+        http_reply_diag(req); /* answers the deferred request */
+    }
 }
 
 /* --- read ---------------------------------------------------------------- */
@@ -283,26 +346,42 @@ static int complete(db_conn_t *tx, const char *id, const char *caller, tracker_t
 }
 
 typedef struct complete_call {
-    const char *id, *caller;
+    http_req_t *req; /* deferred; answered by complete_done */
+    const char *id, *caller; /* the request's */
     tracker_task_t task;
 } complete_call_t;
 
-static int complete_fn(db_conn_t *tx, void *arg)
+static int complete_work(db_conn_t *tx, void *arg)
 {
     complete_call_t *c = arg;
     return complete(tx, c->id, c->caller, &c->task);
 }
 
+static void complete_done(void *arg, int rc)
+{
+    complete_call_t *c = arg;
+    http_req_t *req = c->req;
+    cJSON *task = rc == 0 ? tracker_task_json(&c->task) : NULL;
+    free(c->task.description);
+    free(c);
+    if (rc < 0) http_reply_diag(req);
+    else http_reply_json(req, 200, task);
+}
+
+/* Deferred through the group commit, as a create. */
 void tracker_on_complete(http_req_t *req, void *ud)
 {
     service_t *svc = ud;
-    complete_call_t call = {.id = http_param(req, "id"), .caller = http_auth(req)->account_id};
-    tracker_task_t *t = &call.task;
-    if (db_group_run(service_db(svc), complete_fn, &call) < 0) {
-        free(t->description);
-        http_reply_diag(req);
+    complete_call_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        http_reply_error(req, DIAG_UNAVAILABLE, "out of memory");
         return;
     }
-    http_reply_json(req, 200, tracker_task_json(t));
-    free(t->description);
+    *c = (complete_call_t){.req = req, .id = http_param(req, "id"),
+                           .caller = http_auth(req)->account_id};
+    http_defer(req);
+    if (db_group_submit(service_db(svc), complete_work, complete_done, c) < 0) {
+        free(c);
+        http_reply_diag(req);
+    }
 }
