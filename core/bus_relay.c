@@ -5,15 +5,20 @@
  * a time, after the last one read) and published asynchronously
  * (Nats-Msg-Id = event id, Ates-Event, Ates-Version) while earlier ones
  * are still waiting for their acks, up to RELAY_WINDOW rows in flight. The
- * acknowledged prefix of the window is deleted with one range delete once
- * it is RELAY_RETIRE rows long, or when there is nothing new to read.
- * After a negative ack nothing more is published until the whole window
- * is answered; then the acknowledged rows are deleted, the window is
- * dropped and, after a backoff, reading starts again from the oldest row
- * (a re-publish is harmless: the stream's duplicate window drops it). When
+ * acknowledged prefix of the window leaves it at once (it is published:
+ * the metric counts it); its rows are deleted from the outbox later, with
+ * one range delete once RELAY_RETIRE of them wait, or when there is
+ * nothing new to read. That delete never waits for the write lock: while
+ * another connection holds it (a shuffle writes chunk after chunk) the
+ * relay goes on publishing, and only a backlog of RELAY_DELETE_FORCE rows
+ * waits for its turn. After a negative ack nothing more is published until
+ * the whole window is answered; then the window is dropped and, after a
+ * backoff, reading starts again after the acknowledged prefix (a
+ * re-publish is harmless: the stream's duplicate window drops it). When
  * nothing is answered for BUS_JS_WAIT_MS while publishes wait, the relay's
  * connection is closed and the same happens on a new one (no per-publish
- * timers of nats.c, no taking back of its pending publishes).
+ * timers of nats.c, no taking back of its pending publishes). A new relay
+ * (a restart) reads from the oldest row left.
  * An idle relay waits for a commit that emitted (bus_relay_wake_db) or
  * RELAY_IDLE_MS, which also catches rows written by another process.
  *
@@ -48,6 +53,7 @@
 #define RELAY_WINDOW 8192 /* rows published and not yet deleted */
 #define RELAY_READ 512    /* rows read per query */
 #define RELAY_RETIRE 2048 /* acknowledged rows that make a delete worth it */
+#define RELAY_DELETE_FORCE 65536 /* acknowledged rows left that make a delete wait for the lock */
 #define RELAY_WAKE 512    /* acks between wake-ups of the relay thread */
 #define RELAY_IDLE_MS 1000
 
@@ -67,13 +73,15 @@ typedef struct bus_relay {
     char name[64];             /* of the connection */
     pthread_mutex_t ack_lock;  /* guards ring[].state, hint, resolved, failed */
     relay_row_t ring[RELAY_WINDOW];
-    int64_t scratch[RELAY_WINDOW]; /* the relay thread's: seqs to delete at a reset */
     int head, count;           /* the window: ring[head], ... count rows */
     int hint;                  /* ring offset where on_ack starts looking: acks come in order */
     int resolved;              /* rows of the window acked or failed */
     int failed;                /* rows of the window failed */
     int64_t progress_ms;       /* last answer, or first publish after none was waiting */
     int64_t last_seq;          /* the last row read; 0: read from the oldest */
+    int64_t acked_seq;         /* every row up to this one is acknowledged (0: none yet) */
+    int64_t deleted_seq;       /* every row up to this one is deleted (as far as we know) */
+    int64_t undeleted;         /* acknowledged rows not deleted yet */
     bool published_once;       /* js has a pending-ack map (nats.c 3.4.1 makes it on the
                                   first async publish; asking for pending before crashes) */
     metrics_counter_t *published; /* ates_bus_published_total{service} */
@@ -203,65 +211,54 @@ static void publish_rows(bus_relay_t *r, natsMsg **msgs, int n)
     }
 }
 
-/* Take the first k rows off the window (their acks are in). */
-static void window_drop(bus_relay_t *r, int k)
-{
-    pthread_mutex_lock(&r->ack_lock);
-    r->head = (r->head + k) % RELAY_WINDOW;
-    r->count -= k;
-    r->resolved -= k;
-    r->hint = r->hint > k ? r->hint - k : 0; /* it counts from head */
-    pthread_mutex_unlock(&r->ack_lock);
-}
-
-/* Delete the acknowledged prefix of the window with one range delete when
- * it is at least `min` rows long; the number deleted or -1. */
-static int retire_prefix(bus_relay_t *r, db_conn_t *c, int min)
+/* Take the acknowledged prefix off the window: those rows are published
+ * and only wait to be deleted. */
+static void ack_prefix(bus_relay_t *r)
 {
     int k = 0;
-    int64_t first = 0, last = 0;
     pthread_mutex_lock(&r->ack_lock);
     while (k < r->count && ring_at(r, k)->state == ROW_ACKED) k++;
     if (k > 0) {
-        first = ring_at(r, 0)->seq;
-        last = ring_at(r, k - 1)->seq;
+        r->acked_seq = ring_at(r, k - 1)->seq;
+        r->head = (r->head + k) % RELAY_WINDOW;
+        r->count -= k;
+        r->resolved -= k;
+        r->hint = r->hint > k ? r->hint - k : 0; /* it counts from head */
     }
     pthread_mutex_unlock(&r->ack_lock);
-    if (k == 0 || k < min) return 0;
-    sqlite3_stmt *st = db_stmt(c, "DELETE FROM outbox WHERE seq BETWEEN ?1 AND ?2");
-    if (!st || db_bind_int64(st, 1, first) < 0 || db_bind_int64(st, 2, last) < 0 ||
-        db_step_done(c, st) < 0)
-        return -1;
-    window_drop(r, k);
+    if (k == 0) return;
+    r->undeleted += k;
     metrics_inc(r->published, (uint64_t)k);
-    return k;
+}
+
+/* Delete the acknowledged rows when at least `min` wait: one range delete,
+ * which gives up at once when another connection holds the write lock
+ * (unless `wait`, or RELAY_DELETE_FORCE rows wait). -1 only on an error. */
+static int delete_acked(bus_relay_t *r, db_conn_t *c, int64_t min, bool wait)
+{
+    if (r->undeleted == 0 || r->undeleted < min) return 0;
+    wait = wait || r->undeleted >= RELAY_DELETE_FORCE;
+    sqlite3_stmt *st = db_stmt(c, "DELETE FROM outbox WHERE seq > ?1 AND seq <= ?2");
+    if (!st || db_bind_int64(st, 1, r->deleted_seq) < 0 || db_bind_int64(st, 2, r->acked_seq) < 0)
+        return -1;
+    db_set_wait(c, wait);
+    int rc = db_step_done(c, st);
+    db_set_wait(c, true);
+    if (rc < 0) return !wait && diag_last()->kind == DIAG_UNAVAILABLE ? 0 : -1;
+    r->deleted_seq = r->acked_seq;
+    r->undeleted = 0;
+    return 0;
 }
 
 /* After a failure or a lost connection: drop the window (answers still
- * coming for it are ignored), delete the rows it has acknowledged, and read
- * again from the oldest row. */
-static int window_reset(bus_relay_t *r, db_conn_t *c)
+ * coming for it are ignored) and read again after the acknowledged
+ * prefix. */
+static void window_reset(bus_relay_t *r)
 {
-    int64_t *acked = r->scratch;
-    int n = 0, rc = 0;
     pthread_mutex_lock(&r->ack_lock);
-    for (int k = 0; k < r->count; k++)
-        if (ring_at(r, k)->state == ROW_ACKED) acked[n++] = ring_at(r, k)->seq;
     r->head = r->count = r->hint = r->resolved = r->failed = 0;
-    r->last_seq = 0;
+    r->last_seq = r->acked_seq;
     pthread_mutex_unlock(&r->ack_lock);
-    if (n == 0) return 0;
-    if (db_begin(c) < 0) return -1;
-    for (int i = 0; i < n && rc == 0; i++) {
-        sqlite3_stmt *st = db_stmt(c, "DELETE FROM outbox WHERE seq = ?1");
-        if (!st || db_bind_int64(st, 1, acked[i]) < 0 || db_step_done(c, st) < 0) rc = -1;
-    }
-    if (rc < 0 || db_commit(c) < 0) {
-        db_rollback(c);
-        return -1; /* they stay and go out again: the stream drops the duplicates */
-    }
-    metrics_inc(r->published, (uint64_t)n);
-    return 0;
 }
 
 /* At exit: let the answers in flight arrive (at most BUS_JS_WAIT_MS). */
@@ -286,12 +283,12 @@ static void unlink_nats(bus_relay_t *r)
 
 /* 1 when the relay's connection is up (connecting it if need be), 0 when
  * it is not, -1 when it was lost with rows in flight (window dropped). */
-static int link_nats(bus_relay_t *r, db_conn_t *c)
+static int link_nats(bus_relay_t *r)
 {
     if (r->nc && natsConnection_Status(r->nc) == NATS_CONN_STATUS_CONNECTED) return 1;
     if (r->nc) { /* broken: nothing of it comes back; what it carried goes out again */
-        log_warn("outbox relay: nats connection lost; publishing again from the oldest event");
-        if (window_reset(r, c) < 0) log_diag(LOG_ERROR, "outbox relay: delete published rows");
+        log_warn("outbox relay: nats connection lost; publishing again what was not acknowledged");
+        window_reset(r);
         unlink_nats(r);
         return -1;
     }
@@ -309,7 +306,7 @@ typedef enum { STEP_IDLE, STEP_BUSY, STEP_WAIT, STEP_RETRY } step_t;
 /* One turn of the pipeline. */
 static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen)
 {
-    int up = link_nats(r, c);
+    int up = link_nats(r);
     if (up < 0) {
         *seen_gen = -1;
         return STEP_RETRY;
@@ -322,14 +319,15 @@ static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen)
     if (resolved < count && mono_ms() - progress > BUS_JS_WAIT_MS) { /* JetStream went quiet */
         log_warn("outbox relay: %d publishes without an answer for %d ms; publishing them again "
                  "on a new connection", count - resolved, BUS_JS_WAIT_MS);
-        if (window_reset(r, c) < 0) log_diag(LOG_ERROR, "outbox relay: delete published rows");
+        window_reset(r);
         unlink_nats(r);
         *seen_gen = -1;
         return STEP_RETRY;
     }
     if (failed > 0) { /* nothing more goes out until every answer is in */
         if (resolved < count) return STEP_WAIT;
-        if (window_reset(r, c) < 0) log_diag(LOG_ERROR, "outbox relay: delete published rows");
+        ack_prefix(r);
+        window_reset(r);
         *seen_gen = -1; /* e.g. a stream is gone: re-ensure */
         return STEP_RETRY;
     }
@@ -350,7 +348,8 @@ static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen)
     }
     /* under load, deletes wait for a long prefix; otherwise the next turn
      * would only wait, so take what is acknowledged now */
-    if (retire_prefix(r, c, loaded > 0 ? RELAY_RETIRE : 1) < 0) {
+    ack_prefix(r);
+    if (delete_acked(r, c, loaded > 0 ? RELAY_RETIRE : 1, false) < 0) {
         log_diag(LOG_ERROR, "outbox relay: delete published rows");
         return STEP_RETRY;
     }
@@ -358,7 +357,7 @@ static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen)
     pthread_mutex_lock(&r->ack_lock);
     count = r->count;
     pthread_mutex_unlock(&r->ack_lock);
-    return count > 0 ? STEP_WAIT : STEP_IDLE;
+    return count > 0 || r->undeleted > 0 ? STEP_WAIT : STEP_IDLE;
 }
 
 static void *relay_main(void *arg)
@@ -392,6 +391,11 @@ static void *relay_main(void *arg)
     }
     if (!c) log_diag(LOG_ERROR, "outbox relay: no database connection");
     settle_pending(r);
+    if (c) { /* what was acknowledged is not published again by the next start */
+        ack_prefix(r);
+        if (delete_acked(r, c, 1, true) < 0)
+            log_diag(LOG_WARN, "outbox relay: delete published rows at exit");
+    }
     unlink_nats(r);
     return NULL;
 }

@@ -43,6 +43,7 @@ struct db_conn {
     bool in_group; /* running a db_group_run work: no commit/rollback */
     int savepoints; /* depth of open savepoints */
     int64_t busy_since_ms; /* when the current wait for the lock began */
+    bool no_wait;          /* db_set_wait(c, false): busy fails at once */
     struct {
         void (*fn)(void *);
         void *arg;
@@ -171,6 +172,7 @@ static void conn_destroy(void *p)
 static int busy_wait(void *arg, int count)
 {
     db_conn_t *c = arg;
+    if (c->no_wait) return 0;
     int64_t now = clock_monotonic_ms();
     if (count == 0) c->busy_since_ms = now;
     if (now - c->busy_since_ms >= DB_BUSY_MS) return 0;
@@ -456,6 +458,8 @@ void db_rollback(db_conn_t *c)
     c->nhooks = 0;
     c->savepoints = 0;
 }
+
+void db_set_wait(db_conn_t *c, bool wait) { c->no_wait = !wait; }
 
 bool db_in_tx(db_conn_t *c) { return c->in_tx; }
 

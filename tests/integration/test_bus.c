@@ -5,6 +5,9 @@
  * 1. 1000 events through outbox -> relay -> stream -> consumer, each applied
  *    once; Nats-Msg-Id = event_id in the stream; outbox ends empty.
  * 2. emitting while nats-server is down keeps rows; they arrive after restart.
+ *    Then, more rows than the relay keeps in flight, while another
+ *    connection holds the write lock: all of them are published (the
+ *    deletes wait, nothing else does), and deleted once the lock is free.
  * 3. a handler failing twice is retried and applies once; the same event
  *    stored twice in the stream applies once.
  * 4. bodies that fail their schema (or are not JSON) become DeadLetters on
@@ -389,6 +392,29 @@ static void test_server_down(bus_t *bus, db_t *db)
     T_EQ_INT(bus_ping(bus), 0);
 }
 
+#define N_LOCKED 12000 /* over RELAY_WINDOW */
+
+static void test_lock_held(db_t *db, jsCtx *js)
+{
+    int64_t before = effects_count(db);
+    uint64_t in_stream = stream_msgs(js, STREAM);
+    server_stop(); /* the rows wait in the outbox until the lock is taken */
+    T_EQ_INT(emit_range(db, 20000, 20000 + N_LOCKED, 2000, NULL), 0);
+    sqlite3 *h = NULL;
+    T_EQ_INT(sqlite3_open(db_path(db), &h), SQLITE_OK);
+    T_EQ_INT(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    T_EQ_INT(server_start(), 0);
+    WAIT_UNTIL(stream_msgs(js, STREAM) >= in_stream + N_LOCKED);
+    T_EQ_INT(stream_msgs(js, STREAM), in_stream + N_LOCKED);
+    T_EQ_INT(bus_outbox_pending(db), N_LOCKED); /* published, not deleted yet */
+    sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(h);
+    WAIT_UNTIL(bus_outbox_pending(db) == 0 && effects_count(db) >= before + N_LOCKED);
+    T_EQ_INT(bus_outbox_pending(db), 0);
+    T_EQ_INT(effects_count(db), before + N_LOCKED);
+    T_EQ_INT(stream_msgs(js, STREAM), in_stream + N_LOCKED); /* nothing went out twice */
+}
+
 static void test_redelivery(db_t *db, jsCtx *js, probe_t *p)
 {
     db_conn_t *c = db_conn(db);
@@ -589,6 +615,7 @@ int main(void)
     test_emit_errors(db);
     test_flow(db, js);
     test_server_down(bus, db);
+    test_lock_held(db, js);
     test_redelivery(db, js, &probe);
     test_schema_dead_letter(db, js);
     test_poison(db, js, &probe);
