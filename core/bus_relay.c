@@ -16,9 +16,15 @@
  * backoff, reading starts again after the acknowledged prefix (a
  * re-publish is harmless: the stream's duplicate window drops it). When
  * nothing is answered for BUS_JS_WAIT_MS while publishes wait, the relay's
- * connection is closed and the same happens on a new one (no per-publish
- * timers of nats.c, no taking back of its pending publishes). A new relay
- * (a restart) reads from the oldest row left.
+ * connection is closed and the same happens on a new one. A new relay (a
+ * restart) reads from the oldest row left.
+ *
+ * Publishes are plain NATS publishes with a reply subject "<inbox>.<seq>";
+ * JetStream answers each on it, and the relay thread itself takes the
+ * answers from a synchronous subscription on "<inbox>.*", finding the row by
+ * the seq in the subject. nats.c's JetStream publish would keep a map of
+ * pending publishes, parse every answer as JSON and hand it to a callback
+ * on another thread: a third of the relay's CPU, and locks shared with it.
  * An idle relay waits for a commit that emitted (bus_relay_wake_db) or
  * RELAY_IDLE_MS, which also catches rows written by another process.
  *
@@ -35,9 +41,7 @@
  * what was sent; when it breaks, the window is dropped and everything not
  * acknowledged goes out again, in order, on a new one.
  *
- * Threads: the relay thread owns everything here except the rows' states
- * and the counters under ack_lock, which the nats.c thread that delivers
- * publish acks writes.
+ * Threads: the relay thread owns everything here.
  */
 #include "bus_internal.h"
 
@@ -54,7 +58,7 @@
 #define RELAY_READ 512    /* rows read per query */
 #define RELAY_RETIRE 2048 /* acknowledged rows that make a delete worth it */
 #define RELAY_DELETE_FORCE 65536 /* acknowledged rows left that make a delete wait for the lock */
-#define RELAY_WAKE 512    /* acks between wake-ups of the relay thread */
+#define RELAY_ACK_WAIT_MS 100 /* a relay with publishes in flight waits this long for an answer */
 #define RELAY_IDLE_MS 1000
 
 enum { ROW_PENDING, ROW_ACKED, ROW_FAILED };
@@ -62,19 +66,18 @@ enum { ROW_PENDING, ROW_ACKED, ROW_FAILED };
 typedef struct relay_row {
     int64_t seq;
     char event_id[UUID_LEN];
-    int state; /* ROW_*, set by on_ack */
+    int state; /* ROW_* */
 } relay_row_t;
 
 typedef struct bus_relay {
     bus_worker_t w; /* first: the worker is the relay */
     db_t *db;
     natsConnection *nc;        /* its own (bus_connect_once); NULL until connected */
-    jsCtx *js;                 /* on nc, with its own pending-ack map */
+    natsSubscription *acks;    /* sync, on "<inbox>.*": the answers to publishes */
+    char inbox[96];            /* the answers' subject prefix, with its '.' */
     char name[64];             /* of the connection */
-    pthread_mutex_t ack_lock;  /* guards ring[].state, hint, resolved, failed */
     relay_row_t ring[RELAY_WINDOW];
     int head, count;           /* the window: ring[head], ... count rows */
-    int hint;                  /* ring offset where on_ack starts looking: acks come in order */
     int resolved;              /* rows of the window acked or failed */
     int failed;                /* rows of the window failed */
     int64_t progress_ms;       /* last answer, or first publish after none was waiting */
@@ -82,8 +85,6 @@ typedef struct bus_relay {
     int64_t acked_seq;         /* every row up to this one is acknowledged (0: none yet) */
     int64_t deleted_seq;       /* every row up to this one is deleted (as far as we know) */
     int64_t undeleted;         /* acknowledged rows not deleted yet */
-    bool published_once;       /* js has a pending-ack map (nats.c 3.4.1 makes it on the
-                                  first async publish; asking for pending before crashes) */
     metrics_counter_t *published; /* ates_bus_published_total{service} */
     struct bus_relay *next;    /* in g_relays */
 } bus_relay_t;
@@ -109,70 +110,86 @@ static int64_t mono_ms(void)
 
 static relay_row_t *ring_at(bus_relay_t *r, int k) { return &r->ring[(r->head + k) % RELAY_WINDOW]; }
 
-/* nats.c thread: the server's answer to one publish. The row is found by its Nats-Msg-Id, so an answer to a publish of a
- * dropped window marks a row only if that very event is in the window
- * (and then it is indeed stored). */
-static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+/* The window's row of `seq` (seqs grow along the window), NULL if none. */
+static relay_row_t *find_row(bus_relay_t *r, int64_t seq)
 {
-    bus_relay_t *r = closure;
-    const char *id = NULL;
-    bool wake = false;
-    if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK) id = NULL;
-    pthread_mutex_lock(&r->ack_lock);
-    for (int k = 0; id && k < r->count; k++) {
-        int off = (r->hint + k) % r->count;
-        relay_row_t *row = ring_at(r, off);
-        if (row->state == ROW_PENDING && strcmp(row->event_id, id) == 0) {
-            row->state = pa ? ROW_ACKED : ROW_FAILED;
-            r->failed += !pa;
-            r->resolved++;
-            r->progress_ms = mono_ms();
-            r->hint = off + 1;
-            wake = !pa || r->resolved == r->count || r->resolved % RELAY_WAKE == 0;
-            break;
-        }
+    int lo = 0, hi = r->count - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        relay_row_t *row = ring_at(r, mid);
+        if (row->seq == seq) return row;
+        if (row->seq < seq) lo = mid + 1;
+        else hi = mid - 1;
     }
-    pthread_mutex_unlock(&r->ack_lock);
-    if (!pa && pae) log_warn("publish of %s failed: %s", id ? id : "?", pae->ErrText);
-    natsMsg_Destroy(msg);
-    if (wake) bus_worker_wake(&r->w);
+    return NULL;
 }
 
-static natsMsg *make_msg(sqlite3_stmt *st)
+/* One answer of JetStream (or of the server: no stream for the subject).
+ * An answer to a publish of a dropped window marks a row only if that
+ * very row is in the window again (and then it is indeed stored). */
+static void on_answer(bus_relay_t *r, natsMsg *msg)
+{
+    const char *subject = natsMsg_GetSubject(msg);
+    const char *dot = strrchr(subject, '.');
+    char *end = NULL;
+    int64_t seq = dot ? strtoll(dot + 1, &end, 10) : 0;
+    relay_row_t *row = end && *end == '\0' ? find_row(r, seq) : NULL;
+    if (!row || row->state != ROW_PENDING) return;
+    /* a PubAck names the stream and the seq; an error or a status does not */
+    const char *data = natsMsg_GetData(msg);
+    bool ok = data && strstr(data, "\"seq\"") && !strstr(data, "\"error\"");
+    row->state = ok ? ROW_ACKED : ROW_FAILED;
+    r->failed += !ok;
+    r->resolved++;
+    r->progress_ms = mono_ms();
+    if (!ok)
+        log_warn("publish of %s failed: %.200s", row->event_id,
+                 data && *data ? data : "no stream took it");
+}
+
+/* Take the answers that came, waiting up to wait_ms for the first one. */
+static void take_answers(bus_relay_t *r, int64_t wait_ms)
+{
+    natsMsg *msg = NULL;
+    while (r->acks && natsSubscription_NextMsg(&msg, r->acks, wait_ms) == NATS_OK) {
+        on_answer(r, msg);
+        natsMsg_Destroy(msg);
+        msg = NULL;
+        wait_ms = 0;
+    }
+}
+
+/* Publish one row: subject, body, the three headers and the reply subject
+ * that brings its answer. */
+static natsStatus publish_row(bus_relay_t *r, sqlite3_stmt *st, int64_t seq)
 {
     natsMsg *m = NULL;
-    const char *body = db_col_text(st, 5);
-    char ver[16];
+    char reply[128], ver[16];
+    snprintf(reply, sizeof(reply), "%s%lld", r->inbox, (long long)seq);
     snprintf(ver, sizeof(ver), "%d", sqlite3_column_int(st, 4));
-    natsStatus s = natsMsg_Create(&m, db_col_text(st, 2), NULL, body, (int)strlen(body));
+    const char *body = db_col_text(st, 5);
+    natsStatus s = natsMsg_Create(&m, db_col_text(st, 2), reply, body, sqlite3_column_bytes(st, 5));
     if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Msg-Id", db_col_text(st, 1));
     if (s == NATS_OK) s = natsMsgHeader_Set(m, "Ates-Event", db_col_text(st, 3));
     if (s == NATS_OK) s = natsMsgHeader_Set(m, "Ates-Version", ver);
-    if (s != NATS_OK) {
-        natsMsg_Destroy(m);
-        bus_nats_error(DIAG_INTERNAL, s, "build message");
-        return NULL;
-    }
-    return m;
+    if (s == NATS_OK) s = natsConnection_PublishMsg(r->nc, m);
+    natsMsg_Destroy(m);
+    return s;
 }
 
-/* Read up to `room` rows after last_seq into the window and msgs[]; the
- * count, or -1. The rows join the window before they are published, so
- * an ack never misses its row. */
-static int load_rows(bus_relay_t *r, db_conn_t *c, natsMsg **msgs, int room)
+/* Read up to `room` rows after last_seq, put them in the window and
+ * publish them; the count, or -1. A publish that nats.c refuses at once
+ * fails its row (and the rest of the read) like a negative answer. */
+static int publish_rows(bus_relay_t *r, db_conn_t *c, int room)
 {
     sqlite3_stmt *st = db_stmt(c, "SELECT seq, event_id, subject, name, version, body "
                                   "FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2");
     if (!st || db_bind_int64(st, 1, r->last_seq) < 0 || db_bind_int64(st, 2, room) < 0)
         return -1;
     int n = 0, rc = 0;
-    pthread_mutex_lock(&r->ack_lock);
     if (r->resolved == r->count) r->progress_ms = mono_ms(); /* the clock starts now */
+    natsStatus s = NATS_OK;
     while (n < room && (rc = db_step(c, st)) == 1) {
-        if (!(msgs[n] = make_msg(st))) {
-            rc = -1;
-            break;
-        }
         relay_row_t *row = ring_at(r, r->count);
         row->seq = sqlite3_column_int64(st, 0);
         snprintf(row->event_id, UUID_LEN, "%s", db_col_text(st, 1));
@@ -180,35 +197,19 @@ static int load_rows(bus_relay_t *r, db_conn_t *c, natsMsg **msgs, int room)
         r->count++;
         r->last_seq = row->seq;
         n++;
+        if (s == NATS_OK) s = publish_row(r, st, row->seq);
+        if (s != NATS_OK) { /* this row and the rest of the read fail */
+            row->state = ROW_FAILED;
+            r->failed++;
+            r->resolved++;
+        }
     }
-    pthread_mutex_unlock(&r->ack_lock);
     sqlite3_reset(st);
-    return rc < 0 && n == 0 ? -1 : n; /* on a late error, publish what was read */
-}
-
-/* Publish msgs[0..n) (consumed). A publish that nats.c refuses at once is
- * marked failed like a negative ack. */
-static void publish_rows(bus_relay_t *r, natsMsg **msgs, int n)
-{
-    for (int i = 0; i < n; i++) {
-        r->published_once = true;
-        natsStatus s = js_PublishMsgAsync(r->js, &msgs[i], NULL);
-        if (s == NATS_OK) continue;
+    if (s != NATS_OK) {
         bus_nats_error(DIAG_UNAVAILABLE, s, "publish");
         log_diag(LOG_WARN, "outbox relay");
-        pthread_mutex_lock(&r->ack_lock);
-        for (int j = i; j < n; j++) {
-            natsMsg_Destroy(msgs[j]);
-            relay_row_t *row = ring_at(r, r->count - n + j);
-            if (row->state == ROW_PENDING) {
-                row->state = ROW_FAILED;
-                r->failed++;
-                r->resolved++;
-            }
-        }
-        pthread_mutex_unlock(&r->ack_lock);
-        return;
     }
+    return rc < 0 && n == 0 ? -1 : n; /* on a late error, what was read is out */
 }
 
 /* Take the acknowledged prefix off the window: those rows are published
@@ -216,17 +217,12 @@ static void publish_rows(bus_relay_t *r, natsMsg **msgs, int n)
 static void ack_prefix(bus_relay_t *r)
 {
     int k = 0;
-    pthread_mutex_lock(&r->ack_lock);
     while (k < r->count && ring_at(r, k)->state == ROW_ACKED) k++;
-    if (k > 0) {
-        r->acked_seq = ring_at(r, k - 1)->seq;
-        r->head = (r->head + k) % RELAY_WINDOW;
-        r->count -= k;
-        r->resolved -= k;
-        r->hint = r->hint > k ? r->hint - k : 0; /* it counts from head */
-    }
-    pthread_mutex_unlock(&r->ack_lock);
     if (k == 0) return;
+    r->acked_seq = ring_at(r, k - 1)->seq;
+    r->head = (r->head + k) % RELAY_WINDOW;
+    r->count -= k;
+    r->resolved -= k;
     r->undeleted += k;
     metrics_inc(r->published, (uint64_t)k);
 }
@@ -255,30 +251,25 @@ static int delete_acked(bus_relay_t *r, db_conn_t *c, int64_t min, bool wait)
  * prefix. */
 static void window_reset(bus_relay_t *r)
 {
-    pthread_mutex_lock(&r->ack_lock);
-    r->head = r->count = r->hint = r->resolved = r->failed = 0;
+    r->head = r->count = r->resolved = r->failed = 0;
     r->last_seq = r->acked_seq;
-    pthread_mutex_unlock(&r->ack_lock);
 }
 
 /* At exit: let the answers in flight arrive (at most BUS_JS_WAIT_MS). */
 static void settle_pending(bus_relay_t *r)
 {
-    if (!r->js || !r->published_once) return;
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = BUS_JS_WAIT_MS;
-    js_PublishAsyncComplete(r->js, &po);
+    int64_t until = mono_ms() + BUS_JS_WAIT_MS;
+    while (r->acks && r->resolved < r->count && mono_ms() < until)
+        take_answers(r, RELAY_ACK_WAIT_MS);
 }
 
 static void unlink_nats(bus_relay_t *r)
 {
     if (r->nc) natsConnection_Close(r->nc);
-    jsCtx_Destroy(r->js);
+    natsSubscription_Destroy(r->acks);
     natsConnection_Destroy(r->nc);
-    r->js = NULL;
+    r->acks = NULL;
     r->nc = NULL;
-    r->published_once = false;
 }
 
 /* 1 when the relay's connection is up (connecting it if need be), 0 when
@@ -294,7 +285,20 @@ static int link_nats(bus_relay_t *r)
     }
     if (!bus_connected(r->w.bus)) return 0; /* the shared one reconnects in the background */
     if (!(r->nc = bus_connect_once(r->w.bus, r->name))) return 0;
-    if (!(r->js = bus_js_on(r->nc, on_ack, r))) {
+    natsInbox *inbox = NULL;
+    char filter[128];
+    natsStatus s = natsInbox_Create(&inbox);
+    if (s == NATS_OK) {
+        snprintf(r->inbox, sizeof(r->inbox), "%s.", (const char *)inbox);
+        snprintf(filter, sizeof(filter), "%s*", r->inbox);
+        s = natsConnection_SubscribeSync(&r->acks, r->nc, filter);
+    }
+    natsInbox_Destroy(inbox);
+    /* a window of answers never hits the subscription's limits */
+    if (s == NATS_OK) s = natsSubscription_SetPendingLimits(r->acks, 4 * RELAY_WINDOW, 64 * 1024 * 1024);
+    if (s != NATS_OK) {
+        bus_nats_error(DIAG_UNAVAILABLE, s, "subscribe to publish answers");
+        log_diag(LOG_WARN, "outbox relay");
         unlink_nats(r);
         return 0;
     }
@@ -311,10 +315,9 @@ static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen)
         *seen_gen = -1;
         return STEP_RETRY;
     }
-    pthread_mutex_lock(&r->ack_lock);
+    take_answers(r, 0);
     int count = r->count, resolved = r->resolved, failed = r->failed;
     int64_t progress = r->progress_ms;
-    pthread_mutex_unlock(&r->ack_lock);
 
     if (resolved < count && mono_ms() - progress > BUS_JS_WAIT_MS) { /* JetStream went quiet */
         log_warn("outbox relay: %d publishes without an answer for %d ms; publishing them again "
@@ -334,16 +337,13 @@ static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen)
 
     int loaded = 0;
     if (count < RELAY_WINDOW) {
-        natsMsg *msgs[RELAY_READ];
         int room = RELAY_WINDOW - count < RELAY_READ ? RELAY_WINDOW - count : RELAY_READ;
         if (up == 0 || bus_ensure_known(r->w.bus, seen_gen) < 0) {
             if (count == 0) return STEP_RETRY;
-        } else if ((loaded = load_rows(r, c, msgs, room)) < 0) {
+        } else if ((loaded = publish_rows(r, c, room)) < 0) {
             log_diag(LOG_ERROR, "outbox relay: read outbox");
             if (count == 0) return STEP_RETRY;
             loaded = 0;
-        } else {
-            publish_rows(r, msgs, loaded);
         }
     }
     /* under load, deletes wait for a long prefix; otherwise the next turn
@@ -354,10 +354,7 @@ static step_t relay_step(bus_relay_t *r, db_conn_t *c, int *seen_gen)
         return STEP_RETRY;
     }
     if (loaded > 0) return STEP_BUSY;
-    pthread_mutex_lock(&r->ack_lock);
-    count = r->count;
-    pthread_mutex_unlock(&r->ack_lock);
-    return count > 0 || r->undeleted > 0 ? STEP_WAIT : STEP_IDLE;
+    return r->count > 0 || r->undeleted > 0 ? STEP_WAIT : STEP_IDLE;
 }
 
 static void *relay_main(void *arg)
@@ -376,8 +373,9 @@ static void *relay_main(void *arg)
         case STEP_BUSY:
             backoff = 0;
             break;
-        case STEP_WAIT: /* acks on their way: woken by on_ack or a commit */
-            bus_worker_sleep(&r->w, 100, true);
+        case STEP_WAIT: /* answers on their way (or rows to delete) */
+            if (r->count > 0) take_answers(r, RELAY_ACK_WAIT_MS);
+            else bus_worker_sleep(&r->w, RELAY_ACK_WAIT_MS, true);
             break;
         case STEP_IDLE:
             backoff = 0;
@@ -415,7 +413,6 @@ static void relay_unregister(bus_relay_t *r)
 static void relay_free(bus_relay_t *r)
 {
     unlink_nats(r);
-    pthread_mutex_destroy(&r->ack_lock);
     free(r);
 }
 
@@ -438,13 +435,12 @@ int bus_relay_start(bus_t *bus, db_t *db)
     r->published = metrics_counter("ates_bus_published_total",
                                    "Events published from the outbox and acknowledged", labels);
     snprintf(r->name, sizeof(r->name), "ates relay %s", db_name(db));
-    pthread_mutex_init(&r->ack_lock, NULL);
     if (bus_worker_start(bus, &r->w, relay_main, relay_destroy) < 0) {
         relay_free(r);
         return -1;
     }
-    /* Registered once its lock exists; the first round reads the outbox
-     * anyway, so no commit before this point is missed. */
+    /* Registered once started; the first round reads the outbox anyway,
+     * so no commit before this point is missed. */
     pthread_mutex_lock(&g_relays_lock);
     r->next = g_relays;
     g_relays = r;
