@@ -14,7 +14,6 @@
 #include <time.h>
 
 #include "clock.h"
-#include "db_vfs.h"
 #include "diag.h"
 #include "log.h"
 #include "mail.h"
@@ -265,11 +264,7 @@ static void leave_checkpoints(db_t *db, sqlite3 *h)
 
 /* Process-wide SQLite settings, before its first use: no allocation
  * statistics (a global mutex taken by every malloc of every connection). */
-static void sqlite_setup(void)
-{
-    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-    db_vfs_register(); /* one write per WAL commit (db_vfs.c) */
-}
+static void sqlite_setup(void) { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
 static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
 
 static db_conn_t *conn_open(db_t *db, bool mine)
