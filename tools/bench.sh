@@ -53,4 +53,12 @@ echo "http_health ${health} req/s (wrk -t2 -c64, keep-alive; $(ratio "$health" "
 for extra in tools/bench.d/*.sh; do
   if [ -f "$extra" ]; then . "$extra"; fi
 done
+# Whatever the figures, the databases the run wrote must be sound.
+for db in "$tmp"/data/*.db; do
+  echo "integrity $(basename "$db" .db): $(python3 -c '
+import sqlite3, sys
+c = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+rows = [r[0] for r in c.execute("PRAGMA integrity_check(5)")]
+print("ok" if rows == ["ok"] else "FAILED: " + "; ".join(rows))' "$db" 2>&1)"
+done
 exit 0
