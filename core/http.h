@@ -100,7 +100,8 @@ bool http_role_in(const http_req_t *req, const char *roles);
  * (everything it hands out, its connection suspended meanwhile) waits for
  * one http_reply_* call, which may come from any thread, even before the
  * handler returns. That call is the last touch of req: it may be freed
- * while the call returns. For work that waits on something else (a group
+ * while the call returns, so once req is handed to the answering side the
+ * handler leaves it alone. For work that waits on something else (a group
  * commit), so that the MHD thread serves other connections meanwhile. */
 void http_defer(http_req_t *req);
 void http_add_header(http_req_t *req, const char *name, const char *value);
