@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,11 +265,14 @@ static void later_answer(later_t *l)
     http_reply_json(req, 202, o);
 }
 
+static atomic_int g_later_live; /* answering threads not yet finished */
+
 static void *later_main(void *arg)
 {
     later_t *l = arg;
     if (l->delay_us) usleep(l->delay_us);
     later_answer(l);
+    atomic_fetch_sub(&g_later_live, 1);
     return NULL;
 }
 
@@ -290,7 +294,9 @@ static void h_later(http_req_t *req, void *ud)
     }
     l->delay_us = strncmp(mode, "race", 4) == 0 ? 0 : 20000;
     pthread_t th;
+    atomic_fetch_add(&g_later_live, 1);
     if (pthread_create(&th, NULL, later_main, l) != 0) {
+        atomic_fetch_sub(&g_later_live, 1);
         free(l);
         http_reply_error(req, DIAG_UNAVAILABLE, "no thread");
         return;
@@ -505,6 +511,9 @@ static void test_deferred(http_server_t *s)
     T_EQ_INT(http_inject(s, "GET", "/api/later/thread-inject", NULL, NULL, 0), 202);
     T_EQ_INT(http_inject(s, "GET", "/api/later/race-inject", NULL, NULL, 0), 202);
     T_EQ_INT(http_inject(s, "GET", "/api/later/now-inject", NULL, NULL, 0), 202);
+    /* the answering threads are past their last touch of the server */
+    for (int i = 0; i < 2000 && atomic_load(&g_later_live) > 0; i++) usleep(1000);
+    T_EQ_INT(atomic_load(&g_later_live), 0);
 }
 
 static void test_auth(jwt_keys_t *keys)
