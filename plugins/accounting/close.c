@@ -28,7 +28,7 @@
  * close): those are paid when their own day closes.
  *
  * Two threads share a close: while the one in the transaction books the
- * payouts in account order, a preparing thread runs ahead of it (at most
+ * payouts in account order, a helper (core/ahead) runs ahead of it (at most
  * CLOSE_AHEAD payouts) with payout.lua's decision and each entry's id and
  * TransactionApplied, built, checked and printed (bus_prepare). Nothing it
  * makes is stored but by the booking thread, inside the transaction; a
@@ -37,12 +37,11 @@
  * that holds the write lock.
  */
 #include <getopt.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "accounting.h"
+#include "core/ahead.h"
 #include "core/diag.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -63,7 +62,6 @@ typedef struct summary {
 } summary_t;
 
 #define CLOSE_AHEAD 4096 /* payouts prepared and not yet booked, at most */
-#define CLOSE_WAKE 64     /* a thread that waits is woken for this many payouts, not one */
 
 /* A payout as the preparing thread made it. */
 typedef struct prepared {
@@ -72,10 +70,7 @@ typedef struct prepared {
     acct_ahead_t ahead;              /* when amount > 0: entry id, time, balance, event */
 } prepared_t;
 
-/* What the two threads of a close share. ready and taken move without the
- * lock; a thread that must wait says so (under mu) and is woken when the
- * other has moved CLOSE_WAKE further (a wake-up per payout would cost more
- * in system calls on this kind of machine than the work it hands over). */
+/* What the two threads of a close share (the helper's side: core/ahead). */
 typedef struct preparer {
     service_t *svc;
     const settle_t *s;
@@ -83,17 +78,8 @@ typedef struct preparer {
     int n;
     const char *day;
     const char *producer;
-    char trace[128]; /* the request's, for the events' trace_id */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    atomic_int ready;      /* p[0..ready) are made */
-    atomic_int taken;      /* the booking thread is done with p[0..taken) */
-    atomic_int want;       /* the booking thread waits for ready >= want (0: it does not) */
-    atomic_bool ahead;     /* the preparing thread waits for taken to move */
-    bool stop;             /* under mu: the booking thread failed or finished */
-    atomic_bool failed;    /* the preparing thread failed: kind and message (under mu) */
-    diag_kind_t kind;
-    char message[sizeof(((diag_t *)0)->message)];
+    char trace[128];  /* the request's, for the events' trace_id */
+    rules_args_t *a;  /* the helper's */
 } preparer_t;
 
 /* --- the payout mail ------------------------------------------------------ */
@@ -350,12 +336,13 @@ static int record_closed(db_conn_t *tx, const char *day, summary_t *sum)
     return bus_emit(tx, "ates.accounting.day_closed", "DayClosed", 1, d, NULL);
 }
 
-/* The preparing thread's part of payout i. */
-static int prepare_one(preparer_t *pr, rules_args_t *a, int i)
+/* The helper's part of payout i. */
+static int prepare_one(void *ud, int i)
 {
+    preparer_t *pr = ud;
     prepared_t *p = &pr->p[i];
     const settle_t *s = &pr->s[i];
-    if (ask_payout(a, s->end_balance, &p->amount, p->version) < 0) return -1;
+    if (ask_payout(pr->a, s->end_balance, &p->amount, p->version) < 0) return -1;
     if (p->amount == 0) return 0;
     uuid_v7(p->ahead.id);
     p->ahead.at = clock_now_ms();
@@ -367,70 +354,17 @@ static int prepare_one(preparer_t *pr, rules_args_t *a, int i)
     return bus_prepare(pr->producer, pr->trace, "TransactionApplied", 1, d, &p->ahead.event);
 }
 
-/* Wake the other thread of a close. */
-static void wake(preparer_t *pr)
+static int prepare_setup(void *ud)
 {
-    pthread_mutex_lock(&pr->mu);
-    pthread_cond_broadcast(&pr->cv);
-    pthread_mutex_unlock(&pr->mu);
+    preparer_t *pr = ud;
+    return rules_args_new(service_rules(pr->svc), 1, &pr->a);
 }
 
-/* The preparing thread, before payout i: false when it is to stop. */
-static bool room_for(preparer_t *pr, int i)
+static void prepare_teardown(void *ud)
 {
-    if (i - atomic_load(&pr->taken) < CLOSE_AHEAD) return true;
-    pthread_mutex_lock(&pr->mu);
-    atomic_store(&pr->ahead, true);
-    while (!pr->stop && i - atomic_load(&pr->taken) > CLOSE_AHEAD - CLOSE_WAKE)
-        pthread_cond_wait(&pr->cv, &pr->mu);
-    atomic_store(&pr->ahead, false);
-    bool go = !pr->stop;
-    pthread_mutex_unlock(&pr->mu);
-    return go;
-}
-
-static void *prepare_main(void *arg)
-{
-    preparer_t *pr = arg;
-    log_set_service("accounting");
-    log_set_trace(pr->trace);
-    rules_args_t *a = NULL;
-    int rc = rules_args_new(service_rules(pr->svc), 1, &a);
-    for (int i = 0; rc == 0 && i < pr->n && room_for(pr, i); i++) {
-        if ((rc = prepare_one(pr, a, i)) < 0) break;
-        atomic_store(&pr->ready, i + 1);
-        int want = atomic_load(&pr->want);
-        if (want && i + 1 >= want) wake(pr);
-    }
-    rules_args_free(a);
-    if (rc < 0) {
-        pthread_mutex_lock(&pr->mu);
-        pr->kind = diag_last()->kind;
-        snprintf(pr->message, sizeof(pr->message), "%s", diag_last()->message);
-        atomic_store(&pr->failed, true);
-        pthread_cond_broadcast(&pr->cv);
-        pthread_mutex_unlock(&pr->mu);
-    }
-    return NULL;
-}
-
-/* The booking thread: done with payouts before i; wait until payout i is
- * made (0) or the preparing thread failed (-1, its diag here). */
-static int wait_made(preparer_t *pr, int i)
-{
-    atomic_store(&pr->taken, i);
-    if (atomic_load(&pr->ahead) && atomic_load(&pr->ready) - i <= CLOSE_AHEAD - CLOSE_WAKE)
-        wake(pr); /* the preparing thread has room again */
-    if (atomic_load(&pr->ready) > i) return 0;
-    pthread_mutex_lock(&pr->mu);
-    int want = i + CLOSE_WAKE < pr->n ? i + CLOSE_WAKE : pr->n;
-    atomic_store(&pr->want, want);
-    while (atomic_load(&pr->ready) < want && !atomic_load(&pr->failed))
-        pthread_cond_wait(&pr->cv, &pr->mu);
-    atomic_store(&pr->want, 0);
-    pthread_mutex_unlock(&pr->mu);
-    if (atomic_load(&pr->ready) > i) return 0;
-    return diag_set(pr->kind, "%s", pr->message);
+    preparer_t *pr = ud;
+    rules_args_free(pr->a);
+    pr->a = NULL;
 }
 
 static int close_one(db_conn_t *tx, service_t *svc, const char *day, summary_t *sum)
@@ -445,18 +379,17 @@ static int close_one(db_conn_t *tx, service_t *svc, const char *day, summary_t *
     preparer_t pr = {.svc = svc, .s = s, .n = n, .day = day, .producer = db_name(db_conn_db(tx)),
                      .p = calloc(n > 0 ? (size_t)n : 1, sizeof(prepared_t))};
     snprintf(pr.trace, sizeof(pr.trace), "%s", log_trace());
-    pthread_mutex_init(&pr.mu, NULL);
-    pthread_cond_init(&pr.cv, NULL);
-    pthread_t thread;
-    bool started = pr.p && pthread_create(&thread, NULL, prepare_main, &pr) == 0;
-    if (!started) {
-        if (pr.p) diag_set(DIAG_INTERNAL, "close: cannot start the preparing thread");
-        else diag_set(DIAG_INTERNAL, "out of memory");
+    ahead_t *helper = NULL;
+    if (!pr.p) {
+        diag_set(DIAG_INTERNAL, "out of memory");
         goto out;
     }
+    if (ahead_start(&helper, CLOSE_AHEAD, prepare_one, prepare_setup, prepare_teardown, &pr) < 0)
+        goto out;
+    ahead_run(helper, n);
     int64_t booked = 0; /* the day's payout total, added once */
     for (int i = 0; i < n; i++) {
-        if (wait_made(&pr, i) < 0) goto out;
+        if (ahead_take(helper, i) < 0) goto out;
         prepared_t *p = &pr.p[i];
         if (s[i].end_balance - p->amount < 0) sum->negative++;
         if (p->amount == 0) continue;
@@ -470,17 +403,9 @@ static int close_one(db_conn_t *tx, service_t *svc, const char *day, summary_t *
     if (booked > 0 && acct_add_to_day(tx, day, "payout", booked) < 0) goto out;
     rc = record_closed(tx, day, sum);
 out:
-    if (started) {
-        pthread_mutex_lock(&pr.mu);
-        pr.stop = true;
-        pthread_cond_broadcast(&pr.cv);
-        pthread_mutex_unlock(&pr.mu);
-        pthread_join(thread, NULL);
-    }
+    ahead_stop(helper); /* before what it prepares is freed */
     for (int i = 0; pr.p && i < n; i++) bus_prepared_free(&pr.p[i].ahead.event);
     free(pr.p);
-    pthread_cond_destroy(&pr.cv);
-    pthread_mutex_destroy(&pr.mu);
     settle_free(s, n);
     return rc;
 }
