@@ -4,6 +4,10 @@
  * chunks of TRACKER_SHUFFLE_CHUNK tasks, one transaction each, so a
  * completion waits at most one chunk and a task completed meanwhile is
  * never reassigned (each chunk reads the open tasks as they are then).
+ * While the thread in the transaction writes a chunk's rows, a helper
+ * thread (core/ahead) runs ahead of it with shuffle.lua's pick() and each
+ * TaskAssigned's JSON: the rule calls and the JSON (about two fifths of a
+ * press's work) leave the thread that holds the write lock.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +16,7 @@
 #include "core/diag.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/ahead.h"
 #include "tracker.h"
 
 typedef struct chunk_row {
@@ -40,22 +45,55 @@ static int load_chunk(db_conn_t *tx, const char *after, chunk_row_t *rows)
     return rc < 0 ? -1 : n;
 }
 
-/* Reassign the loaded rows inside tx. */
-static int reassign(tracker_picker_t *pk, db_conn_t *tx, const chunk_row_t *rows, int n)
+/* A press's helper (core/ahead) picks the next assignee of each loaded row
+ * and builds its TaskAssigned (bus_prepare) while the thread in the
+ * transaction writes the rows before it. */
+typedef struct shuffle_prep {
+    service_t *svc;
+    const tracker_candidates_t *c;
+    const chunk_row_t *rows;   /* the chunk loaded; read by the helper */
+    char (*next)[UUID_LEN];    /* TRACKER_SHUFFLE_CHUNK: the new assignees */
+    bus_prepared_t *events;    /* TRACKER_SHUFFLE_CHUNK: their TaskAssigned */
+    int64_t now;               /* the chunk's assigned_at */
+    const char *producer;
+    char trace[128];           /* the request's */
+    tracker_picker_t pk;       /* the helper's */
+} shuffle_prep_t;
+
+static int prep_setup(void *ud)
 {
-    int64_t now = clock_now_ms();
+    shuffle_prep_t *sp = ud;
+    return tracker_picker_open(sp->svc, sp->c, &sp->pk);
+}
+
+static void prep_teardown(void *ud) { tracker_picker_close(&((shuffle_prep_t *)ud)->pk); }
+
+static int prep_one(void *ud, int i)
+{
+    shuffle_prep_t *sp = ud;
+    const chunk_row_t *row = &sp->rows[i];
+    tracker_task_t t = {0};
+    memcpy(t.id, row->id, sizeof(t.id));
+    memcpy(t.title, row->title, sizeof(t.title));
+    memcpy(t.jira_id, row->jira_id, sizeof(t.jira_id));
+    memcpy(t.assignee_id, row->assignee, sizeof(t.assignee_id));
+    if (tracker_pick(&sp->pk, &t, sp->next[i], NULL) < 0) return -1;
+    return bus_prepare(sp->producer, sp->trace, "TaskAssigned", 1,
+                       tracker_assigned_data(t.id, sp->next[i], row->assignee, sp->now),
+                       &sp->events[i]);
+}
+
+/* Reassign the loaded rows inside tx, as the helper prepares them. */
+static int reassign(ahead_t *helper, shuffle_prep_t *sp, db_conn_t *tx, int n)
+{
+    sp->now = clock_now_ms();
+    ahead_run(helper, n);
     for (int i = 0; i < n; i++) {
-        tracker_task_t t = {0};
-        char next[UUID_LEN];
-        memcpy(t.id, rows[i].id, sizeof(t.id));
-        memcpy(t.title, rows[i].title, sizeof(t.title));
-        memcpy(t.jira_id, rows[i].jira_id, sizeof(t.jira_id));
-        memcpy(t.assignee_id, rows[i].assignee, sizeof(t.assignee_id));
-        if (tracker_pick(pk, &t, next, NULL) < 0) return -1;
+        if (ahead_take(helper, i) < 0) return -1;
         sqlite3_stmt *st = db_stmt(tx, "UPDATE tasks SET assignee_id = ?2 WHERE id = ?1");
-        if (!st || db_bind_text(st, 1, t.id) < 0 || db_bind_text(st, 2, next) < 0 ||
+        if (!st || db_bind_text(st, 1, sp->rows[i].id) < 0 || db_bind_text(st, 2, sp->next[i]) < 0 ||
             db_step_done(tx, st) < 0 ||
-            tracker_emit_assigned(tx, t.id, next, rows[i].assignee, now) < 0)
+            bus_emit_prepared(tx, "ates.tasks.assigned", &sp->events[i], NULL) < 0)
             return -1;
     }
     return 0;
@@ -71,19 +109,27 @@ static int no_candidates(const tracker_candidates_t *c)
 /* Every open task, chunk by chunk; *total counts the reassigned ones. */
 static int shuffle_all(service_t *svc, const tracker_candidates_t *c, int64_t *total)
 {
+    shuffle_prep_t sp = {.svc = svc, .c = c};
     chunk_row_t *rows = malloc(sizeof(*rows) * TRACKER_SHUFFLE_CHUNK);
+    sp.rows = rows;
+    sp.next = malloc(sizeof(*sp.next) * TRACKER_SHUFFLE_CHUNK);
+    sp.events = calloc(TRACKER_SHUFFLE_CHUNK, sizeof(*sp.events));
     db_conn_t *tx = db_conn(service_db(svc));
+    sp.producer = db_name(service_db(svc));
+    snprintf(sp.trace, sizeof(sp.trace), "%s", log_trace());
     char after[UUID_LEN] = "";
-    int n, rc = -1;
-    tracker_picker_t pk = {0};
-    if (!rows || !tx || tracker_picker_open(svc, c, &pk) < 0) {
-        if (!rows) diag_set(DIAG_INTERNAL, "out of memory");
+    int n = 0, rc = -1;
+    ahead_t *helper = NULL;
+    if (!rows || !sp.next || !sp.events || !tx) {
+        if (tx) diag_set(DIAG_INTERNAL, "out of memory");
         goto out;
     }
+    if (ahead_start(&helper, TRACKER_SHUFFLE_CHUNK, prep_one, prep_setup, prep_teardown, &sp) < 0)
+        goto out;
     do {
         if (db_begin(tx) < 0) goto out;
         if ((n = load_chunk(tx, after, rows)) < 0 || (n > 0 && no_candidates(c) < 0) ||
-            reassign(&pk, tx, rows, n) < 0 || db_commit(tx) < 0) {
+            reassign(helper, &sp, tx, n) < 0 || db_commit(tx) < 0) {
             db_rollback(tx);
             goto out;
         }
@@ -92,7 +138,10 @@ static int shuffle_all(service_t *svc, const tracker_candidates_t *c, int64_t *t
     } while (n == TRACKER_SHUFFLE_CHUNK);
     rc = 0;
 out:
-    tracker_picker_close(&pk);
+    ahead_stop(helper); /* before what it prepares is freed */
+    for (int i = 0; sp.events && i < TRACKER_SHUFFLE_CHUNK; i++) bus_prepared_free(&sp.events[i]);
+    free(sp.events);
+    free(sp.next);
     free(rows);
     return rc;
 }

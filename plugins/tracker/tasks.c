@@ -55,8 +55,8 @@ static int task_get(db_conn_t *c, const char *id, tracker_task_t *t)
     return 1;
 }
 
-static cJSON *assigned_data(const char *task_id, const char *assignee, const char *previous,
-                            int64_t at)
+cJSON *tracker_assigned_data(const char *task_id, const char *assignee, const char *previous,
+                             int64_t at)
 {
     char when[CLOCK_RFC3339_LEN];
     clock_rfc3339(at, when);
@@ -66,13 +66,6 @@ static cJSON *assigned_data(const char *task_id, const char *assignee, const cha
     json_add_string_or_null(d, "previous_assignee_id", previous);
     cJSON_AddStringToObject(d, "assigned_at", when);
     return d;
-}
-
-int tracker_emit_assigned(db_conn_t *tx, const char *task_id, const char *assignee,
-                          const char *previous, int64_t at)
-{
-    return bus_emit(tx, "ates.tasks.assigned", "TaskAssigned", 1,
-                    assigned_data(task_id, assignee, previous, at), NULL);
 }
 
 /* --- create -------------------------------------------------------------- */
@@ -146,7 +139,7 @@ static int create_prepare(create_call_t *cc, const char *producer, const char *t
     cJSON_AddStringToObject(d, "created_at", when);
     if (bus_prepare(producer, trace, "TaskCreated", 2, d, &cc->created) < 0) return -1;
     return bus_prepare(producer, trace, "TaskAssigned", 1,
-                       assigned_data(t->id, t->assignee_id, NULL, t->created_at), &cc->assigned);
+                       tracker_assigned_data(t->id, t->assignee_id, NULL, t->created_at), &cc->assigned);
 }
 
 static int create_work(db_conn_t *tx, void *arg)

@@ -73,8 +73,9 @@ int tracker_pick(tracker_picker_t *p, const tracker_task_t *task, char out[UUID_
 
 /* tasks.c */
 cJSON *tracker_task_json(const tracker_task_t *t);
-int tracker_emit_assigned(db_conn_t *tx, const char *task_id, const char *assignee,
-                          const char *previous, int64_t at);
+/* The data of a TaskAssigned (previous NULL on creation). */
+cJSON *tracker_assigned_data(const char *task_id, const char *assignee, const char *previous,
+                             int64_t at);
 void tracker_on_create(http_req_t *req, void *ud);
 void tracker_on_list(http_req_t *req, void *ud);
 void tracker_on_get(http_req_t *req, void *ud);
