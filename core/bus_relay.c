@@ -237,9 +237,9 @@ static int delete_acked(bus_relay_t *r, db_conn_t *c, int64_t min, bool wait)
     sqlite3_stmt *st = db_stmt(c, "DELETE FROM outbox WHERE seq > ?1 AND seq <= ?2");
     if (!st || db_bind_int64(st, 1, r->deleted_seq) < 0 || db_bind_int64(st, 2, r->acked_seq) < 0)
         return -1;
-    db_set_wait(c, wait);
+    db_set_wait(c, wait ? -1 : 0);
     int rc = db_step_done(c, st);
-    db_set_wait(c, true);
+    db_set_wait(c, -1);
     if (rc < 0) return !wait && diag_last()->kind == DIAG_UNAVAILABLE ? 0 : -1;
     r->deleted_seq = r->acked_seq;
     r->undeleted = 0;

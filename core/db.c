@@ -26,6 +26,7 @@
 #define DB_BUSY_LONG_US 1000  /* after that: a long one (a close, a shuffle) */
 #define DB_CKPT_PAGES 1000    /* new WAL pages that wake the checkpointer (SQLite's autocheckpoint) */
 #define DB_CKPT_RESTART 4000  /* a WAL this long after a passive checkpoint is restarted */
+#define DB_CKPT_RESTART_WAIT_MS 20 /* ... if writers and older readers let it within this */
 #define DB_CKPT_IDLE_MS 5000  /* and a look this often, for commits of other processes */
 
 typedef struct db_cached {
@@ -43,7 +44,7 @@ struct db_conn {
     bool in_group; /* running a db_group_run work: no commit/rollback */
     int savepoints; /* depth of open savepoints */
     int64_t busy_since_ms; /* when the current wait for the lock began */
-    bool no_wait;          /* db_set_wait(c, false): busy fails at once */
+    int wait_ms;           /* how long a writer waits for the lock (db_set_wait) */
     struct {
         void (*fn)(void *);
         void *arg;
@@ -172,10 +173,10 @@ static void conn_destroy(void *p)
 static int busy_wait(void *arg, int count)
 {
     db_conn_t *c = arg;
-    if (c->no_wait) return 0;
+    if (c->wait_ms <= 0) return 0;
     int64_t now = clock_monotonic_ms();
     if (count == 0) c->busy_since_ms = now;
-    if (now - c->busy_since_ms >= DB_BUSY_MS) return 0;
+    if (now - c->busy_since_ms >= c->wait_ms) return 0;
     long us = count < DB_BUSY_SHORT_TRIES ? DB_BUSY_SHORT_US : DB_BUSY_LONG_US;
     struct timespec ts = {0, us * 1000L};
     nanosleep(&ts, NULL);
@@ -212,15 +213,20 @@ static int wal_hook(void *arg, sqlite3 *h, const char *schema, int pages)
  * restarts a WAL only after a checkpoint that did, so the WAL would grow
  * without end (175 MB after 30 s of creates, every page lookup walking
  * all its index blocks). Past DB_CKPT_RESTART pages, a RESTART checkpoint
- * follows: it holds new writers off (through the busy handler) while it
- * copies what the passive one left, a few frames, and waits for readers of
- * older snapshots; the next commit then writes from the WAL's start. */
+ * follows: it holds new writers off while it copies what the passive one
+ * left, a few frames, and waits for readers of older snapshots; the next
+ * commit then writes from the WAL's start. It waits DB_CKPT_RESTART_WAIT_MS
+ * at most, for the lock and for those readers: a long read must not hold
+ * every writer (it holds only the restart, until a later round). */
 static void checkpoint(db_t *db, db_conn_t *c)
 {
     int wal = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &wal, &done);
-    if (rc == SQLITE_OK && wal >= DB_CKPT_RESTART)
+    if (rc == SQLITE_OK && wal >= DB_CKPT_RESTART) {
+        db_set_wait(c, DB_CKPT_RESTART_WAIT_MS);
         rc = sqlite3_wal_checkpoint_v2(c->h, NULL, SQLITE_CHECKPOINT_RESTART, &wal, &done);
+        db_set_wait(c, -1);
+    }
     if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
         log_warn("checkpoint of %s: %s", db->path, sqlite3_errmsg(c->h));
     /* after a restart, the next commit's count is below this: the hook
@@ -275,6 +281,7 @@ static db_conn_t *conn_open(db_t *db, bool mine)
         return NULL;
     }
     c->db = db;
+    c->wait_ms = DB_BUSY_MS;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(db->path, &c->h, flags, NULL) != SQLITE_OK) {
         diag_set(DIAG_UNAVAILABLE, "open %s: %s", db->path, c->h ? sqlite3_errmsg(c->h) : "?");
@@ -459,7 +466,7 @@ void db_rollback(db_conn_t *c)
     c->savepoints = 0;
 }
 
-void db_set_wait(db_conn_t *c, bool wait) { c->no_wait = !wait; }
+void db_set_wait(db_conn_t *c, int ms) { c->wait_ms = ms < 0 ? DB_BUSY_MS : ms; }
 
 bool db_in_tx(db_conn_t *c) { return c->in_tx; }
 

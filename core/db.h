@@ -46,10 +46,11 @@ int db_begin(db_conn_t *c);
 int db_commit(db_conn_t *c);
 void db_rollback(db_conn_t *c);
 bool db_in_tx(db_conn_t *c);
-/* Whether a statement on c that needs the write lock held by another
- * connection waits for it (the default: up to DB_BUSY_MS) or fails at once
- * with DIAG_UNAVAILABLE (for work that can as well be done later). */
-void db_set_wait(db_conn_t *c, bool wait);
+/* How long a statement on c that needs the write lock held by another
+ * connection waits for it: ms (0: not at all, for work that can as well be
+ * done later), or -1 for the default, DB_BUSY_MS. Then it fails with
+ * DIAG_UNAVAILABLE. */
+void db_set_wait(db_conn_t *c, int ms);
 /* Savepoints inside a transaction (for one message of a batch). */
 int db_savepoint(db_conn_t *c);
 int db_release(db_conn_t *c);
