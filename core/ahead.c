@@ -73,6 +73,9 @@ static bool room_for(ahead_t *a, int run, int i)
 static void *helper_main(void *arg)
 {
     ahead_t *a = arg;
+    char name[16]; /* for top -H and perf: "h:<service>" */
+    snprintf(name, sizeof(name), "h:%.13s", a->service[0] ? a->service : "ates");
+    pthread_setname_np(pthread_self(), name);
     log_set_service(a->service[0] ? a->service : NULL);
     log_set_trace(a->trace[0] ? a->trace : NULL);
     if (a->setup && a->setup(a->ud) < 0) {
