@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "db_vfs.h"
 #include "diag.h"
 #include "log.h"
 #include "mail.h"
@@ -270,7 +271,11 @@ static void leave_checkpoints(db_t *db, sqlite3 *h)
 
 /* Process-wide SQLite settings, before its first use: no allocation
  * statistics (a global mutex taken by every malloc of every connection). */
-static void sqlite_setup(void) { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
+static void sqlite_setup(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    db_vfs_register(); /* a WAL commit in few writes (db_vfs.c) */
+}
 static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
 
 static db_conn_t *conn_open(db_t *db, bool mine)
