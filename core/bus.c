@@ -144,20 +144,13 @@ natsConnection *bus_connect_once(bus_t *bus, const char *name)
     return nc;
 }
 
-jsCtx *bus_js(bus_t *bus, jsPubAckHandler on_ack, void *closure)
-{
-    return bus_js_on(bus->nc, on_ack, closure);
-}
-
-jsCtx *bus_js_on(natsConnection *nc, jsPubAckHandler on_ack, void *closure)
+jsCtx *bus_js(bus_t *bus)
 {
     jsOptions o;
     jsOptions_Init(&o);
     o.Wait = BUS_JS_WAIT_MS;
-    o.PublishAsync.AckHandler = on_ack;
-    o.PublishAsync.AckHandlerClosure = closure;
     jsCtx *js = NULL;
-    natsStatus s = natsConnection_JetStream(&js, nc, &o);
+    natsStatus s = natsConnection_JetStream(&js, bus->nc, &o);
     if (s != NATS_OK) {
         bus_nats_error(DIAG_INTERNAL, s, "jetstream context");
         return NULL;
@@ -251,7 +244,7 @@ static int ensure_remembered(bus_t *bus)
     }
     pthread_mutex_unlock(&bus->lock);
 
-    jsCtx *js = bus_js(bus, NULL, NULL);
+    jsCtx *js = bus_js(bus);
     if (!js) return -1;
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) rc = ensure_one(js, snap[i].name, snap[i].subjects);

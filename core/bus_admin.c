@@ -13,7 +13,7 @@ static bool not_found(natsStatus s, jsErrCode jerr)
 int bus_consumer_delete(bus_t *bus, const char *stream, const char *durable)
 {
     if (!bus_connected(bus)) return diag_set(DIAG_UNAVAILABLE, "nats not connected");
-    jsCtx *js = bus_js(bus, NULL, NULL);
+    jsCtx *js = bus_js(bus);
     if (!js) return -1;
     jsErrCode jerr = 0;
     natsStatus s = js_DeleteConsumer(js, stream, durable, NULL, &jerr);
@@ -27,7 +27,7 @@ int bus_stream_state(bus_t *bus, const char *stream, uint64_t *last_seq, uint64_
     *last_seq = 0;
     *msgs = 0;
     if (!bus_connected(bus)) return diag_set(DIAG_UNAVAILABLE, "nats not connected");
-    jsCtx *js = bus_js(bus, NULL, NULL);
+    jsCtx *js = bus_js(bus);
     if (!js) return -1;
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
@@ -48,7 +48,7 @@ int bus_consumer_progress(bus_t *bus, const char *stream, const char *durable,
     *ack_floor = 0;
     *ack_pending = 0;
     if (!bus_connected(bus)) return diag_set(DIAG_UNAVAILABLE, "nats not connected");
-    jsCtx *js = bus_js(bus, NULL, NULL);
+    jsCtx *js = bus_js(bus);
     if (!js) return -1;
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;

@@ -485,7 +485,7 @@ static int start_one(bus_t *bus, db_t *db, const char *service, const bus_stream
     cs->acked = metrics_counter("ates_bus_consumed_total", "Events consumed and acknowledged", labels);
     cs->retried = metrics_counter("ates_bus_retries_total", "Events nak'ed for redelivery", labels);
     cs->dead_letters = metrics_counter("ates_bus_dead_letters_total", "Events dead-lettered", labels);
-    if (!(cs->js = bus_js(bus, NULL, NULL))) {
+    if (!(cs->js = bus_js(bus))) {
         free(cs);
         return -1;
     }

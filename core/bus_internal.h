@@ -52,11 +52,8 @@ struct bus {
 /* -1 with a diag describing nats status `s` (and the library's last error). */
 int bus_nats_error(diag_kind_t kind, natsStatus s, const char *what);
 
-/* A JetStream context on bus->nc with the given publish-ack handler (may be
- * NULL). NULL with a diag on error. */
-jsCtx *bus_js(bus_t *bus, jsPubAckHandler on_ack, void *closure);
-/* The same on another connection. */
-jsCtx *bus_js_on(natsConnection *nc, jsPubAckHandler on_ack, void *closure);
+/* A JetStream context on bus->nc. NULL with a diag on error. */
+jsCtx *bus_js(bus_t *bus);
 /* A connection of its own to the bus's servers that never reconnects and
  * buffers nothing while disconnected: once it breaks, what the server took
  * from it is a prefix of what was sent on it (an outbox relay needs that to

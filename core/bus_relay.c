@@ -54,7 +54,7 @@
 #include "metrics.h"
 #include "uuid.h"
 
-#define RELAY_WINDOW 8192 /* rows published and not yet deleted */
+#define RELAY_WINDOW 8192 /* rows published and not yet acknowledged, with all before them */
 #define RELAY_READ 512    /* rows read per query */
 #define RELAY_RETIRE 2048 /* acknowledged rows that make a delete worth it */
 #define RELAY_DELETE_FORCE 65536 /* acknowledged rows left that make a delete wait for the lock */

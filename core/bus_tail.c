@@ -152,7 +152,7 @@ int bus_tail(bus_t *bus, const char *subject, bool from_start, long max, FILE *o
     int n = 0, rc = -1;
     if (from_start) {
         if (!bus_connected(bus)) return diag_set(DIAG_UNAVAILABLE, "nats not connected");
-        if (!(js = bus_js(bus, NULL, NULL))) return -1;
+        if (!(js = bus_js(bus))) return -1;
         if ((n = replay_subs(bus, js, subject, subs)) < 0) goto out;
         if (n == 0) {
             diag_set(DIAG_NOT_FOUND, "no stream holds %s", subject);
