@@ -74,8 +74,7 @@ typedef struct prepared {
 typedef struct preparer {
     service_t *svc;
     const settle_t *s;
-    prepared_t *p; /* n, one per settle */
-    int n;
+    prepared_t *p; /* one per settle */
     const char *day;
     const char *producer;
     char trace[128];  /* the request's, for the events' trace_id */
@@ -376,7 +375,7 @@ static int close_one(db_conn_t *tx, service_t *svc, const char *day, summary_t *
         settle_free(s, n);
         return -1;
     }
-    preparer_t pr = {.svc = svc, .s = s, .n = n, .day = day, .producer = db_name(db_conn_db(tx)),
+    preparer_t pr = {.svc = svc, .s = s, .day = day, .producer = db_name(db_conn_db(tx)),
                      .p = calloc(n > 0 ? (size_t)n : 1, sizeof(prepared_t))};
     snprintf(pr.trace, sizeof(pr.trace), "%s", log_trace());
     ahead_t *helper = NULL;
