@@ -46,29 +46,29 @@
 #define WAL_HEADER 32              /* bytes before the first frame */
 #define FRAME_HEADER 24            /* bytes before each frame's page */
 
-typedef struct wal_file {
-    sqlite3_file base;   /* pMethods: g_wal_methods */
+typedef struct vfs_file {
+    sqlite3_file base;   /* pMethods: g_methods */
     sqlite3_file *real;  /* the default VFS's file, right after this struct */
     bool wal;            /* a WAL: writes may be gathered */
     bool main_db;        /* a main database file: its xShmLock ends transactions */
     const char *wal_name; /* main db: the name its WAL will be opened with */
-    struct wal_file *partner; /* main db <-> its WAL, once both are open */
-    struct wal_file *next;    /* in g_unpaired (a main db whose WAL is not open) */
+    struct vfs_file *partner; /* main db <-> its WAL, once both are open */
+    struct vfs_file *next;    /* in g_unpaired (a main db whose WAL is not open) */
     char *buf;           /* gathered writes, NULL until the first */
     sqlite3_int64 buf_off; /* file offset of buf[0] */
     int buf_len;
     sqlite3_int64 commit_page; /* offset of the commit frame's page, -1: none */
     bool committed;      /* the commit's frames are out: write through until unlock */
-} wal_file_t;
+} vfs_file_t;
 
 static pthread_mutex_t g_pair_lock = PTHREAD_MUTEX_INITIALIZER;
-static wal_file_t *g_unpaired; /* main database files waiting for their WAL */
+static vfs_file_t *g_unpaired; /* main database files waiting for their WAL */
 
 static sqlite3_vfs g_vfs;      /* ours: a copy of the default with xOpen replaced */
 static sqlite3_vfs *g_parent;  /* the default VFS */
-static sqlite3_io_methods g_wal_methods;
+static sqlite3_io_methods g_methods;
 
-static int flush(wal_file_t *f)
+static int flush(vfs_file_t *f)
 {
     int rc = SQLITE_OK;
     for (int done = 0; done < f->buf_len && rc == SQLITE_OK; done += DB_VFS_PIECE) {
@@ -84,9 +84,9 @@ static uint32_t be32(const unsigned char *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-static int wal_write(sqlite3_file *pf, const void *data, int amt, sqlite3_int64 off)
+static int file_write(sqlite3_file *pf, const void *data, int amt, sqlite3_int64 off)
 {
-    wal_file_t *f = (wal_file_t *)pf;
+    vfs_file_t *f = (vfs_file_t *)pf;
     if (f->buf_len > 0 && (off != f->buf_off + f->buf_len || f->buf_len + amt > DB_VFS_BUF)) {
         int rc = flush(f);
         if (rc != SQLITE_OK) return rc;
@@ -113,20 +113,20 @@ static int wal_write(sqlite3_file *pf, const void *data, int amt, sqlite3_int64 
 
 /* The connection let go of the WAL write lock: its transaction is over.
  * What its WAL still holds gathered was never committed. */
-static void transaction_over(wal_file_t *db)
+static void transaction_over(vfs_file_t *db)
 {
-    wal_file_t *w = db->partner;
+    vfs_file_t *w = db->partner;
     if (!w) return;
     w->buf_len = 0;
     w->commit_page = -1;
     w->committed = false;
 }
 
-static int wal_close(sqlite3_file *pf)
+static int file_close(sqlite3_file *pf)
 {
-    wal_file_t *f = (wal_file_t *)pf;
+    vfs_file_t *f = (vfs_file_t *)pf;
     pthread_mutex_lock(&g_pair_lock);
-    for (wal_file_t **pp = &g_unpaired; *pp; pp = &(*pp)->next) {
+    for (vfs_file_t **pp = &g_unpaired; *pp; pp = &(*pp)->next) {
         if (*pp == f) {
             *pp = f->next;
             break;
@@ -143,94 +143,94 @@ static int wal_close(sqlite3_file *pf)
 }
 
 /* The rest flush first, then forward. */
-#define REAL(pf) (((wal_file_t *)(pf))->real)
+#define REAL(pf) (((vfs_file_t *)(pf))->real)
 #define FLUSH_OR_RETURN(pf)                                                                    \
     do {                                                                                       \
-        int frc_ = flush((wal_file_t *)(pf));                                                  \
+        int frc_ = flush((vfs_file_t *)(pf));                                                  \
         if (frc_ != SQLITE_OK) return frc_;                                                    \
     } while (0)
 
-static int wal_read(sqlite3_file *pf, void *data, int amt, sqlite3_int64 off)
+static int file_read(sqlite3_file *pf, void *data, int amt, sqlite3_int64 off)
 {
     FLUSH_OR_RETURN(pf);
     return REAL(pf)->pMethods->xRead(REAL(pf), data, amt, off);
 }
 
-static int wal_truncate(sqlite3_file *pf, sqlite3_int64 size)
+static int file_truncate(sqlite3_file *pf, sqlite3_int64 size)
 {
     FLUSH_OR_RETURN(pf);
     return REAL(pf)->pMethods->xTruncate(REAL(pf), size);
 }
 
-static int wal_sync(sqlite3_file *pf, int flags)
+static int file_sync(sqlite3_file *pf, int flags)
 {
     FLUSH_OR_RETURN(pf);
     return REAL(pf)->pMethods->xSync(REAL(pf), flags);
 }
 
-static int wal_size(sqlite3_file *pf, sqlite3_int64 *size)
+static int file_size(sqlite3_file *pf, sqlite3_int64 *size)
 {
     FLUSH_OR_RETURN(pf);
     return REAL(pf)->pMethods->xFileSize(REAL(pf), size);
 }
 
-static int wal_lock(sqlite3_file *pf, int level)
+static int file_lock(sqlite3_file *pf, int level)
 {
     FLUSH_OR_RETURN(pf);
     return REAL(pf)->pMethods->xLock(REAL(pf), level);
 }
 
-static int wal_unlock(sqlite3_file *pf, int level)
+static int file_unlock(sqlite3_file *pf, int level)
 {
     FLUSH_OR_RETURN(pf);
     return REAL(pf)->pMethods->xUnlock(REAL(pf), level);
 }
 
-static int wal_check_lock(sqlite3_file *pf, int *out)
+static int file_check_lock(sqlite3_file *pf, int *out)
 {
     return REAL(pf)->pMethods->xCheckReservedLock(REAL(pf), out);
 }
 
-static int wal_control(sqlite3_file *pf, int op, void *arg)
+static int file_control(sqlite3_file *pf, int op, void *arg)
 {
     FLUSH_OR_RETURN(pf);
     return REAL(pf)->pMethods->xFileControl(REAL(pf), op, arg);
 }
 
-static int wal_sector(sqlite3_file *pf) { return REAL(pf)->pMethods->xSectorSize(REAL(pf)); }
+static int file_sector(sqlite3_file *pf) { return REAL(pf)->pMethods->xSectorSize(REAL(pf)); }
 
-static int wal_caps(sqlite3_file *pf)
+static int file_caps(sqlite3_file *pf)
 {
     return REAL(pf)->pMethods->xDeviceCharacteristics(REAL(pf));
 }
 
-static int wal_shm_map(sqlite3_file *pf, int pg, int pgsz, int extend, void volatile **out)
+static int file_shm_map(sqlite3_file *pf, int pg, int pgsz, int extend, void volatile **out)
 {
     return REAL(pf)->pMethods->xShmMap(REAL(pf), pg, pgsz, extend, out);
 }
 
-static int wal_shm_lock(sqlite3_file *pf, int offset, int n, int flags)
+static int file_shm_lock(sqlite3_file *pf, int offset, int n, int flags)
 {
-    wal_file_t *f = (wal_file_t *)pf;
+    vfs_file_t *f = (vfs_file_t *)pf;
     /* slot 0 is the WAL write lock */
     if ((flags & SQLITE_SHM_UNLOCK) && offset == 0 && n > 0) transaction_over(f);
     return REAL(pf)->pMethods->xShmLock(REAL(pf), offset, n, flags);
 }
 
-static void wal_shm_barrier(sqlite3_file *pf) { REAL(pf)->pMethods->xShmBarrier(REAL(pf)); }
+static void file_shm_barrier(sqlite3_file *pf) { REAL(pf)->pMethods->xShmBarrier(REAL(pf)); }
 
-static int wal_shm_unmap(sqlite3_file *pf, int del)
+static int file_shm_unmap(sqlite3_file *pf, int del)
 {
     return REAL(pf)->pMethods->xShmUnmap(REAL(pf), del);
 }
 
-static int wal_fetch(sqlite3_file *pf, sqlite3_int64 off, int amt, void **out)
+static int file_fetch(sqlite3_file *pf, sqlite3_int64 off, int amt, void **out)
 {
     FLUSH_OR_RETURN(pf);
     return REAL(pf)->pMethods->xFetch(REAL(pf), off, amt, out);
 }
 
-static int wal_unfetch(sqlite3_file *pf, sqlite3_int64 off, void *p)
+static int file_unfetch(sqlite3_file *pf, sqlite3_int64 off, void *p)
 {
     return REAL(pf)->pMethods->xUnfetch(REAL(pf), off, p);
 }
@@ -239,7 +239,7 @@ static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *pf, i
                     int *out_flags)
 {
     (void)vfs;
-    wal_file_t *f = (wal_file_t *)pf;
+    vfs_file_t *f = (vfs_file_t *)pf;
     memset(f, 0, sizeof(*f));
     f->real = (sqlite3_file *)(f + 1);
     f->commit_page = -1;
@@ -255,16 +255,16 @@ static int vfs_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *pf, i
      * is gathered */
     f->wal = (flags & SQLITE_OPEN_WAL) != 0;
     f->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
-    pf->pMethods = &g_wal_methods;
+    pf->pMethods = &g_methods;
     pthread_mutex_lock(&g_pair_lock);
     if (f->main_db && name) {
         f->wal_name = sqlite3_filename_wal(name);
         f->next = g_unpaired;
         g_unpaired = f;
     } else if (f->wal && name) {
-        for (wal_file_t **pp = &g_unpaired; *pp; pp = &(*pp)->next) {
+        for (vfs_file_t **pp = &g_unpaired; *pp; pp = &(*pp)->next) {
             if ((*pp)->wal_name == (const char *)name) {
-                wal_file_t *db = *pp;
+                vfs_file_t *db = *pp;
                 *pp = db->next;
                 db->next = NULL;
                 db->partner = f;
@@ -283,29 +283,29 @@ static void setup(void)
     if (!g_parent) return;
     g_vfs = *g_parent;
     g_vfs.zName = DB_VFS_NAME;
-    g_vfs.szOsFile = (int)sizeof(wal_file_t) + g_parent->szOsFile;
+    g_vfs.szOsFile = (int)sizeof(vfs_file_t) + g_parent->szOsFile;
     g_vfs.xOpen = vfs_open;
     g_vfs.pNext = NULL;
-    g_wal_methods = (sqlite3_io_methods){
+    g_methods = (sqlite3_io_methods){
         .iVersion = 3,
-        .xClose = wal_close,
-        .xRead = wal_read,
-        .xWrite = wal_write,
-        .xTruncate = wal_truncate,
-        .xSync = wal_sync,
-        .xFileSize = wal_size,
-        .xLock = wal_lock,
-        .xUnlock = wal_unlock,
-        .xCheckReservedLock = wal_check_lock,
-        .xFileControl = wal_control,
-        .xSectorSize = wal_sector,
-        .xDeviceCharacteristics = wal_caps,
-        .xShmMap = wal_shm_map,
-        .xShmLock = wal_shm_lock,
-        .xShmBarrier = wal_shm_barrier,
-        .xShmUnmap = wal_shm_unmap,
-        .xFetch = wal_fetch,
-        .xUnfetch = wal_unfetch,
+        .xClose = file_close,
+        .xRead = file_read,
+        .xWrite = file_write,
+        .xTruncate = file_truncate,
+        .xSync = file_sync,
+        .xFileSize = file_size,
+        .xLock = file_lock,
+        .xUnlock = file_unlock,
+        .xCheckReservedLock = file_check_lock,
+        .xFileControl = file_control,
+        .xSectorSize = file_sector,
+        .xDeviceCharacteristics = file_caps,
+        .xShmMap = file_shm_map,
+        .xShmLock = file_shm_lock,
+        .xShmBarrier = file_shm_barrier,
+        .xShmUnmap = file_shm_unmap,
+        .xFetch = file_fetch,
+        .xUnfetch = file_unfetch,
     };
     sqlite3_vfs_register(&g_vfs, 1);
 }
