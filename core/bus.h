@@ -13,8 +13,10 @@
  * consumer named after the service. Each fetched batch is handled in one
  * transaction: per message, the event id goes into `inbox` (already there:
  * skip), the body is validated, and the handler runs inside a savepoint.
- * Commit, then ack. A message that fails validation, or whose handler
- * reports DIAG_VALIDATION, or that fails BUS_MAX_DELIVER times, becomes a
+ * Commit, then one ack for the batch. An event whose handler fails is parked
+ * in `inbox_retry` and tried again after a backoff while the stream goes on.
+ * A message that fails validation, or whose handler reports DIAG_VALIDATION,
+ * or that fails BUS_MAX_DELIVER times, becomes a
  * DeadLetter event on ates.dlq.<service> (through the outbox, in the same
  * transaction) and is acked: one poison event never blocks the stream.
  */

@@ -16,11 +16,24 @@
  * `inbox` is skipped; a body that is not JSON, has no valid event id, has no
  * schema or fails it is dead-lettered; otherwise the handler runs inside a
  * savepoint together with the inbox insert, so a failing handler leaves no
- * trace and the message is nak'ed for redelivery. A handler failing with
+ * trace, and the message is parked in `inbox_retry` to be tried again after
+ * a backoff, while the stream goes on. A handler failing with
  * DIAG_VALIDATION, or for the BUS_MAX_DELIVER-th time, dead-letters it.
  * Dead letters go through the outbox in the same transaction and their key
- * stays in `inbox`, so each happens once. Commit, then ack (async) or nak.
- * If the commit fails nothing is acked: the whole batch comes again.
+ * stays in `inbox`, so each happens once.
+ *
+ * Acknowledging: every message of a committed batch is settled (applied,
+ * skipped, parked or dead-lettered), so the durable acknowledges all
+ * (AckAll) and one "+ACK" on the batch's highest stream sequence settles it
+ * whole: half of the server's work per event, next to an ack per message.
+ * That is only sound while every delivery the server made since the last
+ * ack was received. Deliveries are numbered without gaps (redeliveries
+ * too), so a missing number - lost in a reconnect, or taken by a stale pull
+ * request of an earlier inbox - stops the batch there and the consumer
+ * starts again: a durable with deliveries unacknowledged (or one that still
+ * acknowledges one by one, as before) is recreated from its ack floor, and
+ * what comes again that was applied is skipped by `inbox`. A batch whose
+ * commit fails starts again the same way, after a backoff.
  *
  * Threads: everything here is owned by the consumer thread; the bus only
  * starts, stops and frees it.
@@ -45,7 +58,8 @@
 #define CONSUMER_PULL_ERRORS 3 /* pull errors in a row before subscribing again */
 #define CONSUMER_ACK_PREFIX "$JS.ACK."
 
-typedef enum { OUT_ACK, OUT_NAK, OUT_DEAD } outcome_t; /* DEAD: dead-lettered, acked */
+/* What became of a message in its batch; all three are settled by the commit. */
+typedef enum { OUT_ACK, OUT_PARKED, OUT_DEAD } outcome_t; /* PARKED: in inbox_retry */
 
 typedef struct consumer_sub {
     char subject[128];
@@ -67,6 +81,10 @@ typedef struct bus_consumer {
     char inbox[128];       /* where pull requests are answered */
     char next_subject[192]; /* $JS.API.CONSUMER.MSG.NEXT.<stream>.<service> */
     int owed; /* messages the open pull requests may still bring; 0: none is open */
+    uint64_t next_dseq;  /* the delivery sequence the next delivery must carry */
+    uint64_t acked_sseq; /* the stream sequence acknowledged last (all up to it) */
+    bool restart;        /* a delivery went missing or a batch failed: subscribe again */
+    int64_t retry_at;    /* wall ms when a parked event is due; 0: none parked */
     metrics_counter_t *acked;        /* ates_bus_consumed_total{service,stream} */
     metrics_counter_t *retried;      /* ates_bus_retries_total{service,stream} */
     metrics_counter_t *dead_letters; /* ates_bus_dead_letters_total{service,stream} */
@@ -74,12 +92,13 @@ typedef struct bus_consumer {
 
 /* One message being handled. */
 typedef struct msg_ctx {
-    natsMsg *msg;
+    natsMsg *msg;        /* NULL for a parked event tried again */
     const char *subject;
     const char *raw;
     uint64_t stream_seq;
+    uint64_t dseq;       /* the delivery's sequence on the consumer */
     int raw_len;
-    int delivered;
+    int delivered;       /* the attempt: JetStream's delivery count, or parked tries + 1 */
 } msg_ctx_t;
 
 static bus_handler_fn find_handler(bus_consumer_t *cs, const char *subject)
@@ -133,7 +152,53 @@ static int dead_letter(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m, con
     return bus_emit(c, cs->dlq_subject, "DeadLetter", 1, data, NULL);
 }
 
-/* The handler failed: undo its savepoint, then dead-letter or nak. */
+/* Redelivery delay after the n-th failed attempt: 100 ms doubling, max 5 s. */
+static int64_t retry_delay_ms(int attempt)
+{
+    int64_t d = BUS_BACKOFF_MIN_MS;
+    for (int i = 1; i < attempt && d < BUS_BACKOFF_MAX_MS; i++) d *= 2;
+    return d < BUS_BACKOFF_MAX_MS ? d : BUS_BACKOFF_MAX_MS;
+}
+
+/* How many times the event parked under `event_id` was tried: 0 when it is
+ * not parked, -1 on error. */
+static int parked_attempts(db_conn_t *c, const char *event_id)
+{
+    sqlite3_stmt *st = db_stmt(c, "SELECT attempts FROM inbox_retry WHERE event_id = ?1");
+    if (!st || db_bind_text(st, 1, event_id) < 0) return -1;
+    int rc = db_step(c, st);
+    int attempts = rc == 1 ? sqlite3_column_int(st, 0) : 0;
+    sqlite3_reset(st);
+    return rc < 0 ? -1 : attempts;
+}
+
+static int unpark(db_conn_t *c, const char *event_id)
+{
+    sqlite3_stmt *st = db_stmt(c, "DELETE FROM inbox_retry WHERE event_id = ?1");
+    if (!st || db_bind_text(st, 1, event_id) < 0) return -1;
+    return db_step_done(c, st);
+}
+
+/* Keep the message to try it again at `at` (wall ms), its `attempt`-th try done. */
+static int park(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m, const char *event_id,
+                int attempt, int64_t at)
+{
+    sqlite3_stmt *st = db_stmt(c, "INSERT INTO inbox_retry(event_id, stream, subject, body, "
+                                  "stream_seq, attempts, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                                  "ON CONFLICT(event_id) DO UPDATE SET attempts = excluded.attempts, "
+                                  "next_at = excluded.next_at");
+    if (!st || db_bind_text(st, 1, event_id) < 0 || db_bind_text(st, 2, cs->stream) < 0 ||
+        db_bind_text(st, 3, m->subject) < 0 ||
+        sqlite3_bind_text(st, 4, m->raw ? m->raw : "", m->raw_len, SQLITE_TRANSIENT) != SQLITE_OK ||
+        db_bind_int64(st, 5, (int64_t)m->stream_seq) < 0 || db_bind_int64(st, 6, attempt) < 0 ||
+        db_bind_int64(st, 7, at) < 0)
+        return -1;
+    if (db_step_done(c, st) < 0) return -1;
+    if (cs->retry_at == 0 || at < cs->retry_at) cs->retry_at = at;
+    return 0;
+}
+
+/* The handler failed: undo its savepoint, then dead-letter or park. */
 static int after_failure(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m,
                          const bus_event_t *ev, outcome_t *out)
 {
@@ -142,14 +207,19 @@ static int after_failure(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m,
     snprintf(reason, sizeof(reason), "%s",
              diag_last()->message[0] ? diag_last()->message : "handler failed without a diag");
     db_rollback_to(c);
-    if (kind == DIAG_VALIDATION || m->delivered >= BUS_MAX_DELIVER) {
+    int parked = parked_attempts(c, ev->event_id);
+    if (parked < 0) return -1;
+    int attempt = parked + 1 > m->delivered ? parked + 1 : m->delivered;
+    if (kind == DIAG_VALIDATION || attempt >= BUS_MAX_DELIVER) {
         *out = OUT_ACK;
+        if (parked > 0 && unpark(c, ev->event_id) < 0) return -1;
         return dead_letter(cs, c, m, ev->event_id, reason, out);
     }
-    log_warn("handler for %s %s failed (delivery %d): %s", m->subject, ev->event_id, m->delivered,
-             reason);
-    *out = OUT_NAK;
-    return 0;
+    int64_t delay = retry_delay_ms(attempt);
+    log_warn("handler for %s %s failed (attempt %d, again in %lld ms): %s", m->subject,
+             ev->event_id, attempt, (long long)delay, reason);
+    *out = OUT_PARKED;
+    return park(cs, c, m, ev->event_id, attempt, clock_now_ms() + delay);
 }
 
 /* Run the handler in a savepoint with the inbox insert. */
@@ -219,81 +289,219 @@ static void msg_ctx_init(msg_ctx_t *m, natsMsg *msg)
     m->raw_len = natsMsg_GetDataLength(msg);
     m->delivered = 1;
     m->stream_seq = 0;
+    m->dseq = 0;
     jsMsgMetaData *meta = NULL;
     if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
         m->delivered = meta->NumDelivered > 1000000 ? 1000000 : (int)meta->NumDelivered;
         m->stream_seq = meta->Sequence.Stream;
+        m->dseq = meta->Sequence.Consumer;
     }
     jsMsgMetaData_Destroy(meta);
 }
 
-/* Redelivery delay after the n-th failed delivery: 100 ms doubling, max 5 s. */
-static int64_t nak_delay_ms(int delivered)
+/* How many of the batch's messages follow on from the deliveries before
+ * them; a gap means some were lost, and the consumer must start again. */
+static int in_order(bus_consumer_t *cs, const msg_ctx_t *m, int n)
 {
-    int64_t d = BUS_BACKOFF_MIN_MS;
-    for (int i = 1; i < delivered && d < BUS_BACKOFF_MAX_MS; i++) d *= 2;
-    return d < BUS_BACKOFF_MAX_MS ? d : BUS_BACKOFF_MAX_MS;
+    for (int i = 0; i < n; i++) {
+        if (m[i].dseq > cs->next_dseq) {
+            log_warn("%s as %s: deliveries %llu..%llu never arrived; starting again from the "
+                     "ack floor", cs->stream, cs->service, (unsigned long long)cs->next_dseq,
+                     (unsigned long long)m[i].dseq - 1);
+            cs->restart = true;
+            return i;
+        }
+        if (m[i].dseq == cs->next_dseq) cs->next_dseq++;
+    }
+    return n;
 }
 
-/* Answer the server for one message: "+ACK", or "-NAK" with a redelivery
- * delay (what natsMsg_Ack/NakWithDelay send; they need a JetStream
- * subscription, this is a plain one). */
-static natsStatus settle(bus_consumer_t *cs, natsMsg *msg, bool ack, int64_t delay_ms)
+/* Acknowledge everything up to the batch's highest stream sequence (the
+ * durable acknowledges all below what it is told). */
+static void ack_batch(bus_consumer_t *cs, const msg_ctx_t *m, int n)
 {
-    char body[64];
-    if (ack) snprintf(body, sizeof(body), "+ACK");
-    else snprintf(body, sizeof(body), "-NAK {\"delay\":%lld}", (long long)delay_ms * 1000000LL);
-    return natsConnection_PublishString(cs->w.bus->nc, natsMsg_GetReply(msg), body);
+    int top = -1;
+    for (int i = 0; i < n; i++)
+        if (m[i].stream_seq > cs->acked_sseq && (top < 0 || m[i].stream_seq > m[top].stream_seq))
+            top = i;
+    if (top < 0) return;
+    natsStatus s = natsConnection_PublishString(cs->w.bus->nc, natsMsg_GetReply(m[top].msg), "+ACK");
+    if (s != NATS_OK) {
+        /* the next batch's ack covers these; without one they come again */
+        log_warn("ack of %s up to seq %llu: %s", cs->stream,
+                 (unsigned long long)m[top].stream_seq, natsStatus_GetText(s));
+        return;
+    }
+    cs->acked_sseq = m[top].stream_seq;
 }
 
-/* Handle a batch in one transaction, then ack/nak. */
-static void handle_batch(bus_consumer_t *cs, db_conn_t *c, natsMsg **msgs, int n)
+static void count(bus_consumer_t *cs, const outcome_t *out, int n)
+{
+    for (int i = 0; i < n; i++)
+        metrics_inc(out[i] == OUT_ACK      ? cs->acked
+                    : out[i] == OUT_PARKED ? cs->retried
+                                           : cs->dead_letters,
+                    1);
+}
+
+/* Handle a batch in one transaction, then acknowledge it. False when the
+ * transaction failed (the consumer starts again from its ack floor). */
+static bool handle_batch(bus_consumer_t *cs, db_conn_t *c, natsMsg **msgs, int n)
 {
     outcome_t out[BUS_BATCH];
     msg_ctx_t m[BUS_BATCH];
     if (n > BUS_BATCH) n = BUS_BATCH;
     for (int i = 0; i < n; i++) msg_ctx_init(&m[i], msgs[i]);
+    n = in_order(cs, m, n);
+    if (n == 0) return true;
     bool ok = db_begin(c) == 0;
     for (int i = 0; ok && i < n; i++) ok = handle_msg(cs, c, &m[i], &out[i]) == 0;
     if (ok) ok = db_commit(c) == 0;
     if (!ok) {
-        log_diag(LOG_ERROR, "consumer batch");
+        log_diag(LOG_ERROR, "consumer batch (it comes again)");
         if (db_in_tx(c)) db_rollback(c);
-        for (int i = 0; i < n; i++) settle(cs, m[i].msg, false, BUS_BACKOFF_MAX_MS);
-        return;
+        cs->restart = true;
+        return false;
     }
-    for (int i = 0; i < n; i++) {
-        natsStatus s = settle(cs, m[i].msg, out[i] != OUT_NAK, nak_delay_ms(m[i].delivered));
-        if (s != NATS_OK) log_warn("ack of %s seq %llu: %s", cs->stream,
-                                   (unsigned long long)m[i].stream_seq, natsStatus_GetText(s));
-        metrics_inc(out[i] == OUT_ACK ? cs->acked : out[i] == OUT_NAK ? cs->retried : cs->dead_letters,
-                    1);
-    }
+    ack_batch(cs, m, n);
+    count(cs, out, n);
+    return true;
 }
 
-/* Create the durable consumer (an existing one is kept as it is). 0 when it
- * exists afterwards. */
-static int add_consumer(bus_consumer_t *cs)
+/* A parked event read back from inbox_retry. */
+typedef struct parked {
+    char *event_id, *subject, *body;
+    int64_t stream_seq;
+    int attempts;
+} parked_t;
+
+/* The earliest time a parked event of this stream is due, 0 if none. */
+static int64_t next_retry(bus_consumer_t *cs, db_conn_t *c)
 {
+    sqlite3_stmt *st = db_stmt(c, "SELECT min(next_at) FROM inbox_retry WHERE stream = ?1");
+    if (!st || db_bind_text(st, 1, cs->stream) < 0) return clock_now_ms() + BUS_BACKOFF_MAX_MS;
+    int rc = db_step(c, st);
+    int64_t at = rc == 1 && sqlite3_column_type(st, 0) != SQLITE_NULL ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return rc < 0 ? clock_now_ms() + BUS_BACKOFF_MAX_MS : at;
+}
+
+/* Up to BUS_BATCH parked events due by `now`, copied out (the caller frees). */
+static int read_due(bus_consumer_t *cs, db_conn_t *c, int64_t now, parked_t *p)
+{
+    sqlite3_stmt *st = db_stmt(c, "SELECT event_id, subject, body, stream_seq, attempts "
+                                  "FROM inbox_retry WHERE stream = ?1 AND next_at <= ?2 "
+                                  "ORDER BY next_at LIMIT ?3");
+    if (!st || db_bind_text(st, 1, cs->stream) < 0 || db_bind_int64(st, 2, now) < 0 ||
+        db_bind_int64(st, 3, BUS_BATCH) < 0)
+        return -1;
+    int n = 0, rc;
+    while (n < BUS_BATCH && (rc = db_step(c, st)) == 1) {
+        const char *id = db_col_text(st, 0), *subject = db_col_text(st, 1);
+        const char *body = db_col_text(st, 2);
+        p[n] = (parked_t){.event_id = strdup(id ? id : ""), .subject = strdup(subject ? subject : ""),
+                          .body = strdup(body ? body : ""),
+                          .stream_seq = sqlite3_column_int64(st, 3),
+                          .attempts = sqlite3_column_int(st, 4)};
+        if (!p[n].event_id || !p[n].subject || !p[n].body) {
+            free(p[n].event_id);
+            free(p[n].subject);
+            free(p[n].body);
+            break;
+        }
+        n++;
+    }
+    sqlite3_reset(st);
+    return n;
+}
+
+/* Try the parked events that are due again, in one transaction. */
+static void retry_parked(bus_consumer_t *cs, db_conn_t *c)
+{
+    int64_t now = clock_now_ms();
+    if (cs->retry_at == 0 || cs->retry_at > now) return;
+    parked_t p[BUS_BATCH];
+    outcome_t out[BUS_BATCH];
+    int n = 0;
+    bool ok = db_begin(c) == 0 && (n = read_due(cs, c, now, p)) >= 0;
+    for (int i = 0; ok && i < n; i++) {
+        msg_ctx_t m = {.subject = p[i].subject, .raw = p[i].body, .raw_len = (int)strlen(p[i].body),
+                       .stream_seq = (uint64_t)p[i].stream_seq, .delivered = p[i].attempts + 1};
+        ok = handle_msg(cs, c, &m, &out[i]) == 0 &&
+             (out[i] == OUT_PARKED || unpark(c, p[i].event_id) == 0);
+    }
+    if (ok) ok = db_commit(c) == 0;
+    if (ok) count(cs, out, n);
+    else {
+        log_diag(LOG_ERROR, "consumer: parked events (tried again later)");
+        if (db_in_tx(c)) db_rollback(c);
+    }
+    for (int i = 0; i < n; i++) {
+        free(p[i].event_id);
+        free(p[i].subject);
+        free(p[i].body);
+    }
+    cs->retry_at = ok ? next_retry(cs, c) : now + BUS_BACKOFF_MAX_MS;
+}
+
+static bool not_found(natsStatus s, jsErrCode jerr)
+{
+    return s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr;
+}
+
+/* Make sure the durable acknowledges all and has nothing unacknowledged
+ * delivered: keep it as it is, or create it (from the stream's start), or
+ * recreate it from its ack floor. Sets where deliveries and acks stand. */
+static int ensure_consumer(bus_consumer_t *cs)
+{
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, cs->js, cs->stream, cs->service, NULL, &jerr);
+    uint64_t start = 0;
+    if (s == NATS_OK) {
+        bool all = ci->Config && ci->Config->AckPolicy == js_AckAll;
+        if (all && ci->NumAckPending == 0) {
+            cs->next_dseq = ci->Delivered.Consumer + 1;
+            cs->acked_sseq = ci->AckFloor.Stream;
+            jsConsumerInfo_Destroy(ci);
+            return 0;
+        }
+        start = ci->AckFloor.Stream + 1;
+        if (all)
+            log_info("consumer %s on %s: %lld deliveries unacknowledged; starting again at "
+                     "stream seq %llu", cs->service, cs->stream, (long long)ci->NumAckPending,
+                     (unsigned long long)start);
+        else
+            log_info("consumer %s on %s acknowledged one by one; recreated to acknowledge "
+                     "batches, from stream seq %llu", cs->service, cs->stream,
+                     (unsigned long long)start);
+        jsConsumerInfo_Destroy(ci);
+        ci = NULL;
+        s = js_DeleteConsumer(cs->js, cs->stream, cs->service, NULL, &jerr);
+        if (s != NATS_OK && !not_found(s, jerr)) return bus_nats_error(DIAG_UNAVAILABLE, s, cs->stream);
+    } else if (!not_found(s, jerr)) {
+        return bus_nats_error(DIAG_UNAVAILABLE, s, cs->stream);
+    }
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
     cc.Durable = cs->service;
     cc.FilterSubject = cs->subjects;
-    cc.AckPolicy = js_AckExplicit;
-    cc.DeliverPolicy = js_DeliverAll;
-    cc.MaxDeliver = -1; /* we count deliveries ourselves */
+    cc.AckPolicy = js_AckAll;
+    cc.DeliverPolicy = start > 1 ? js_DeliverByStartSequence : js_DeliverAll;
+    cc.OptStartSeq = start > 1 ? start : 0;
+    cc.MaxDeliver = -1; /* attempts are counted here (inbox_retry) */
     cc.AckWait = CONSUMER_ACK_WAIT_NS;
-    jsConsumerInfo *ci = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_AddConsumer(&ci, cs->js, cs->stream, &cc, NULL, &jerr);
+    jerr = 0;
+    s = js_AddConsumer(&ci, cs->js, cs->stream, &cc, NULL, &jerr);
+    if (s == NATS_OK) {
+        cs->next_dseq = ci->Delivered.Consumer + 1;
+        cs->acked_sseq = ci->AckFloor.Stream;
+    }
     jsConsumerInfo_Destroy(ci);
     if (s == NATS_OK) return 0;
     log_debug("add consumer %s on %s: %s (%d)", cs->service, cs->stream, natsStatus_GetText(s),
               (int)jerr);
-    ci = NULL;
-    natsStatus found = js_GetConsumerInfo(&ci, cs->js, cs->stream, cs->service, NULL, &jerr);
-    jsConsumerInfo_Destroy(ci);
-    return found == NATS_OK ? 0 : bus_nats_error(DIAG_UNAVAILABLE, s, cs->stream);
+    return bus_nats_error(DIAG_UNAVAILABLE, s, cs->stream);
 }
 
 /* Ensure the stream and the durable consumer, then subscribe to an inbox of
@@ -301,7 +509,7 @@ static int add_consumer(bus_consumer_t *cs)
 static int subscribe(bus_consumer_t *cs, int *seen_gen)
 {
     if (bus_ensure_known(cs->w.bus, seen_gen) < 0) return -1;
-    if (add_consumer(cs) < 0) {
+    if (ensure_consumer(cs) < 0) {
         *seen_gen = -1; /* the stream may be missing: ensure again next time */
         return -1;
     }
@@ -317,6 +525,7 @@ static int subscribe(bus_consumer_t *cs, int *seen_gen)
         return bus_nats_error(DIAG_UNAVAILABLE, s, cs->stream);
     }
     cs->owed = 0;
+    cs->restart = false;
     log_info("consuming %s as %s", cs->stream, cs->service);
     return 0;
 }
@@ -364,12 +573,20 @@ static pulled_t classify(const bus_consumer_t *cs, natsMsg *msg)
 static int collect(bus_consumer_t *cs, natsMsg **msgs, int *n)
 {
     *n = 0;
+    int64_t wait = CONSUMER_SILENCE_MS;
+    bool parked_due = false; /* the wait ends when a parked event is due */
+    if (cs->retry_at != 0 && cs->retry_at - clock_now_ms() < wait) {
+        wait = cs->retry_at - clock_now_ms();
+        if (wait < 1) wait = 1;
+        parked_due = true;
+    }
     while (*n < BUS_BATCH) {
         if (*n == 0 && cs->owed <= 0 && pull(cs) < 0) return -1;
         natsMsg *msg = NULL;
-        natsStatus s = natsSubscription_NextMsg(&msg, cs->sub, *n == 0 ? CONSUMER_SILENCE_MS : 0);
+        natsStatus s = natsSubscription_NextMsg(&msg, cs->sub, *n == 0 ? wait : 0);
         if (s == NATS_TIMEOUT) {
-            if (*n == 0) cs->owed = 0; /* not even an expiry came back: presumed lost */
+            /* not even an expiry came back: the request is presumed lost */
+            if (*n == 0 && !parked_due) cs->owed = 0;
             return 0;
         }
         if (s != NATS_OK) break; /* closed, or no responders: no consumer behind the subject */
@@ -404,9 +621,14 @@ static void *consumer_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     db_conn_t *c = db_conn(cs->db);
     int seen_gen = -1, errors = 0;
-    int64_t backoff = 0;
+    int64_t backoff = 0, failed = 0;
     natsMsg *msgs[BUS_BATCH];
+    if (c) cs->retry_at = next_retry(cs, c);
     while (c && !bus_worker_stopping(&cs->w)) {
+        if (cs->sub && cs->restart) {
+            bus_sub_destroy(cs->w.bus, cs->sub);
+            cs->sub = NULL;
+        }
         if (!cs->sub && subscribe(cs, &seen_gen) < 0) {
             if (backoff == 0) log_diag(LOG_WARN, "consumer subscribe (retrying)");
             backoff = bus_backoff_next(backoff);
@@ -416,21 +638,23 @@ static void *consumer_main(void *arg)
         backoff = 0;
         int gen = seen_gen;
         if (bus_ensure_known(cs->w.bus, &seen_gen) == 0 && seen_gen != gen) {
-            cs->owed = 0; /* a new connection: what was asked before may never come */
-            add_consumer(cs);
+            cs->restart = true; /* a new connection: what was delivered meanwhile is lost */
+            continue;
         }
+        retry_parked(cs, c);
         int n = 0;
         if (collect(cs, msgs, &n) == 0) {
             errors = 0;
             if (n == 0) continue;
             /* the server sends the next batch while this one is handled */
             if (cs->owed < BUS_BATCH / 2) pull(cs);
-            handle_batch(cs, c, msgs, n);
+            bool ok = handle_batch(cs, c, msgs, n);
             for (int i = 0; i < n; i++) natsMsg_Destroy(msgs[i]);
+            failed = ok ? 0 : bus_backoff_next(failed);
+            if (!ok) bus_worker_sleep(&cs->w, failed, false); /* before it comes again */
         } else if (++errors >= CONSUMER_PULL_ERRORS) {
             log_diag(LOG_WARN, "consumer (subscribing again)");
-            bus_sub_destroy(cs->w.bus, cs->sub);
-            cs->sub = NULL;
+            cs->restart = true;
             seen_gen = -1;
             errors = 0;
         } else {
@@ -483,7 +707,7 @@ static int start_one(bus_t *bus, db_t *db, const char *service, const bus_stream
     char labels[160];
     snprintf(labels, sizeof(labels), "service=\"%s\",stream=\"%s\"", service, stream->name);
     cs->acked = metrics_counter("ates_bus_consumed_total", "Events consumed and acknowledged", labels);
-    cs->retried = metrics_counter("ates_bus_retries_total", "Events nak'ed for redelivery", labels);
+    cs->retried = metrics_counter("ates_bus_retries_total", "Events whose handler failed, parked to be tried again", labels);
     cs->dead_letters = metrics_counter("ates_bus_dead_letters_total", "Events dead-lettered", labels);
     if (!(cs->js = bus_js(bus))) {
         free(cs);

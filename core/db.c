@@ -127,6 +127,17 @@ const char *const db_core_migrations[] = {
     "  FROM outbox ORDER BY seq;"
     "DROP TABLE outbox;"
     "ALTER TABLE outbox_v3 RENAME TO outbox;",
+    /* 4: events whose handler failed, kept to be tried again after a
+     * backoff (core/bus_consumer.c) while their stream goes on. */
+    "CREATE TABLE inbox_retry ("
+    "  event_id TEXT PRIMARY KEY,"
+    "  stream TEXT NOT NULL,"
+    "  subject TEXT NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  stream_seq INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  next_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX inbox_retry_due ON inbox_retry(stream, next_at);",
     NULL,
 };
 

@@ -112,8 +112,8 @@ const char *db_col_text(sqlite3_stmt *st, int col);
 /* SELECT 1 on this thread's connection: 0 when the file answers. */
 int db_ping(db_t *db);
 
-/* The core tables every service file gets: outbox, inbox, sched_runs,
- * mail_outbox, mail_sent. */
+/* The core tables every service file gets: outbox, inbox, inbox_retry,
+ * sched_runs, mail_outbox, mail_sent. */
 extern const char *const db_core_migrations[];
 
 #endif

@@ -8,7 +8,8 @@
  * run. Steps, in an order that is safe to interrupt at any point:
  *   1. delete the service's durable consumers (a crash here leaves the
  *      projections whole: a new durable redelivers, the inbox skips);
- *   2. in one transaction, plugin->reset() and empty the inbox;
+ *   2. in one transaction, plugin->reset() and empty the inbox (and the
+ *      events parked in inbox_retry);
  *   3. run the service's consumers (and its outbox relay, for dead letters)
  *      in this process on new durables that start at each stream's first
  *      message, until every one has acknowledged what its stream held when
@@ -125,7 +126,8 @@ static int drop(replay_t *r)
         if (bus_consumer_delete(r->bus, r->streams[i].name, r->p->name) < 0) return -1;
     db_conn_t *c = db_conn(r->db);
     if (!c || db_begin(c) < 0) return -1;
-    if (r->p->reset(c) < 0 || db_exec(c, "DELETE FROM inbox") < 0) {
+    if (r->p->reset(c) < 0 || db_exec(c, "DELETE FROM inbox") < 0 ||
+        db_exec(c, "DELETE FROM inbox_retry") < 0) {
         db_rollback(c);
         return -1;
     }

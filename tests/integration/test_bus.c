@@ -16,6 +16,13 @@
  * 6. a handler that stalls longer than a pull request lives, with more than two
  *    batches queued behind it: what the expired requests delivered meanwhile
  *    is applied, every event once, and the stalled one is not redelivered.
+ * 7. a durable that acknowledges one by one, with deliveries never
+ *    acknowledged (what an older version that died leaves): a consumer of a
+ *    second service ("heir") takes it over, recreated from its ack floor; what the
+ *    floor covers is not applied, everything after it is, once.
+ * 8. deliveries that never reach that consumer (another client's pull
+ *    request takes one): it sees the gap and starts again from its ack
+ *    floor; every event is applied once.
  * Plus bus_emit's errors and bus_tail.
  *
  * Waits are generous upper bounds; nothing asserts on durations.
@@ -249,16 +256,18 @@ static uint64_t stream_msgs(jsCtx *js, const char *stream)
     return n;
 }
 
-/* The durable consumer has nothing pending and nothing unacknowledged. */
-static bool consumer_idle(jsCtx *js)
+/* The durable has nothing pending and nothing unacknowledged. */
+static bool durable_idle(jsCtx *js, const char *durable)
 {
     jsConsumerInfo *ci = NULL;
     bool idle = false;
-    if (js_GetConsumerInfo(&ci, js, STREAM, "probe", NULL, NULL) == NATS_OK)
+    if (js_GetConsumerInfo(&ci, js, STREAM, durable, NULL, NULL) == NATS_OK)
         idle = ci->NumPending == 0 && ci->NumAckPending == 0;
     jsConsumerInfo_Destroy(ci);
     return idle;
 }
+
+static bool consumer_idle(jsCtx *js) { return durable_idle(js, "probe"); }
 
 /* ---- emitting ----------------------------------------------------------- */
 
@@ -422,6 +431,7 @@ static void test_redelivery(db_t *db, jsCtx *js, probe_t *p)
     WAIT_UNTIL(effect_of(db, 2001) >= 1);
     T_EQ_INT(effect_of(db, 2001), 1);
     T_EQ_INT(atomic_load(&p->calls_retry), 3);
+    T_EQ_INT(query_int(db, "SELECT count(*) FROM inbox_retry", NULL), 0);
 
     /* The same event stored twice (different Nats-Msg-Id): applied once. */
     char id[UUID_LEN];
@@ -499,6 +509,7 @@ static void test_poison(db_t *db, jsCtx *js, probe_t *p)
     T_EQ_INT(effect_of(db, 5002), 1);
     T_EQ_INT(effect_of(db, 5001), 0);
     T_EQ_INT(atomic_load(&p->calls_poison), BUS_MAX_DELIVER);
+    T_EQ_INT(query_int(db, "SELECT count(*) FROM inbox_retry", NULL), 0);
     T_EQ_INT(stream_msgs(js, BUS_DLQ_STREAM), dl_before + 1);
     cJSON *dl[8] = {0};
     int n = read_dlq(js, dl, 8);
@@ -548,6 +559,108 @@ static void test_tail(bus_t *bus)
     fclose(f);
 }
 
+#define TAKEN 10 /* delivered to the dead process of test_takeover */
+#define TAKEN_ACKED 5
+
+/* Pull up to `batch` messages of durable heir into `sub` (its inbox). */
+static int steal_request(natsConnection *nc, natsSubscription *sub, int batch)
+{
+    char body[96];
+    snprintf(body, sizeof(body), "{\"batch\":%d,\"expires\":%lld}", batch, 10LL * 1000000000LL);
+    return natsConnection_PublishRequestString(nc, "$JS.API.CONSUMER.MSG.NEXT." STREAM ".heir",
+                                               natsSubscription_GetSubject(sub), body) == NATS_OK
+               ? 0
+               : -1;
+}
+
+static bool is_delivery(natsMsg *m)
+{
+    const char *reply = natsMsg_GetReply(m);
+    return reply && strncmp(reply, "$JS.ACK.", 8) == 0;
+}
+
+static void test_takeover(bus_t *bus, jsCtx *js, natsConnection *nc, db_t *db, db_t *db2,
+                          probe_t *p2)
+{
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = "heir";
+    cc.FilterSubject = "ates.probe.>";
+    cc.AckPolicy = js_AckExplicit;
+    T_CHECK(js_AddConsumer(NULL, js, STREAM, &cc, NULL, NULL) == NATS_OK);
+    natsSubscription *sub = NULL;
+    natsInbox *inbox = NULL;
+    T_CHECK(natsInbox_Create(&inbox) == NATS_OK &&
+            natsConnection_SubscribeSync(&sub, nc, (const char *)inbox) == NATS_OK);
+    natsInbox_Destroy(inbox);
+    if (!sub) return;
+    T_EQ_INT(steal_request(nc, sub, TAKEN), 0);
+    int got = 0;
+    natsMsg *m = NULL;
+    while (got < TAKEN && natsSubscription_NextMsg(&m, sub, 5000) == NATS_OK) {
+        if (is_delivery(m) && got++ < TAKEN_ACKED)
+            natsConnection_PublishString(nc, natsMsg_GetReply(m), "+ACK");
+        natsMsg_Destroy(m);
+    }
+    T_EQ_INT(got, TAKEN);
+    natsConnection_Flush(nc);
+    natsSubscription_Destroy(sub);
+
+    /* test_flow's events are the stream's first: n = 0..4 were acknowledged */
+    int64_t want = effects_count(db) - TAKEN_ACKED;
+    T_EQ_INT(bus_consume_start(bus, db2, "heir", streams, subs, p2), 0);
+    WAIT_UNTIL(effects_count(db2) >= want && durable_idle(js, "heir"));
+    T_EQ_INT(effects_count(db2), want);
+    T_EQ_INT(query_int(db2, "SELECT count(*) FROM effects WHERE applied != 1", NULL), 0);
+    T_EQ_INT(query_int(db2, "SELECT count(*) FROM effects WHERE n < 5", NULL), 0);
+    T_EQ_INT(query_int(db2, "SELECT count(*) FROM effects WHERE n BETWEEN 5 AND 9", NULL), 5);
+    jsConsumerInfo *ci = NULL;
+    T_CHECK(js_GetConsumerInfo(&ci, js, STREAM, "heir", NULL, NULL) == NATS_OK);
+    T_CHECK(ci && ci->Config && ci->Config->AckPolicy == js_AckAll);
+    jsConsumerInfo_Destroy(ci);
+}
+
+static void test_gap(db_t *db, db_t *db2, jsCtx *js, natsConnection *nc)
+{
+    natsSubscription *sub = NULL;
+    natsInbox *inbox = NULL;
+    T_CHECK(natsInbox_Create(&inbox) == NATS_OK &&
+            natsConnection_SubscribeSync(&sub, nc, (const char *)inbox) == NATS_OK);
+    natsInbox_Destroy(inbox);
+    if (!sub) return;
+    int64_t before = effects_count(db2);
+    db_conn_t *c = db_conn(db);
+    int emitted = 0, stolen_n = -1;
+    T_EQ_INT(steal_request(nc, sub, 1), 0);
+    /* the server serves pull requests in turn: one of these events is
+     * delivered to this request rather than to the consumer's */
+    for (int i = 0; i < 200 && stolen_n < 0; i++) {
+        T_CHECK(db_begin(c) == 0 && emit_n(db, 40000 + i, NULL) == 0 && db_commit(c) == 0);
+        emitted++;
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, sub, 100) != NATS_OK) continue;
+        if (is_delivery(m)) {
+            cJSON *body = cJSON_ParseWithLength(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+            const cJSON *n = cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(body, "data"), "n");
+            stolen_n = cJSON_IsNumber(n) ? n->valueint : 0;
+            cJSON_Delete(body);
+        } else {
+            T_EQ_INT(steal_request(nc, sub, 1), 0); /* it expired: ask again */
+        }
+        natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    T_CHECK(stolen_n >= 40000);
+    /* one more after it, so that the gap shows */
+    T_CHECK(db_begin(c) == 0 && emit_n(db, 40000 + emitted, NULL) == 0 && db_commit(c) == 0);
+    emitted++;
+    WAIT_UNTIL(effects_count(db2) >= before + emitted && durable_idle(js, "heir"));
+    T_EQ_INT(effects_count(db2), before + emitted);
+    T_EQ_INT(effect_of(db2, stolen_n), 1);
+    T_EQ_INT(query_int(db2, "SELECT count(*) FROM effects WHERE applied != 1", NULL), 0);
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 static int setup_dirs(void)
@@ -573,21 +686,23 @@ int main(void)
     log_set_level(LOG_WARN);
     if (setup_dirs() < 0 || (g_port = free_port()) < 0) return 1;
     snprintf(g_url, sizeof(g_url), "nats://127.0.0.1:%d", g_port);
-    char schemas_dir[700], db_file[700];
+    char schemas_dir[700], db_file[700], db2_file[700];
     snprintf(schemas_dir, sizeof(schemas_dir), "%s/schemas", g_dir);
     snprintf(db_file, sizeof(db_file), "%s/probe.db", g_dir);
+    snprintf(db2_file, sizeof(db2_file), "%s/heir.db", g_dir);
 
     schema_registry_t *reg = NULL;
-    db_t *db = NULL;
+    db_t *db = NULL, *db2 = NULL;
     bus_t *bus = NULL;
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
-    probe_t probe = {0};
+    probe_t probe = {0}, heir = {0};
     T_EQ_INT(write_schemas(schemas_dir), 0);
     T_EQ_INT(schema_registry_load(&reg, schemas_dir), 0);
     T_EQ_INT(db_open(&db, "probe", db_file, db_core_migrations, probe_migrations), 0);
+    T_EQ_INT(db_open(&db2, "heir", db2_file, db_core_migrations, probe_migrations), 0);
     T_EQ_INT(server_start(), 0);
-    if (!reg || !db || g_server <= 0) goto out;
+    if (!reg || !db || !db2 || g_server <= 0) goto out;
 
     /* Connecting to a port where nothing listens returns at once. */
     char dead_url[64];
@@ -621,12 +736,15 @@ int main(void)
     test_poison(db, js, &probe);
     test_stall(db, js, &probe);
     test_tail(bus);
+    test_takeover(bus, js, nc, db, db2, &heir);
+    test_gap(db, db2, js, nc);
 out:
     if (bus) bus_stop_all(bus);
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc); /* before the last bus_close (nats_CloseAndWait) */
     bus_close(bus);
     db_close(db);
+    db_close(db2);
     schema_registry_free(reg);
     server_stop();
     cleanup_dirs();
