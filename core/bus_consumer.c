@@ -42,6 +42,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "diag.h"
@@ -57,6 +60,11 @@
 #define CONSUMER_DLQ_BODY_MAX 65536
 #define CONSUMER_PULL_ERRORS 3 /* pull errors in a row before subscribing again */
 #define CONSUMER_ACK_PREFIX "$JS.ACK."
+/* A consumer with a backlog (a batch this full) yields the CPU to those
+ * answering requests and publishing: it runs at this nice value until a
+ * batch comes in smaller, and catches up when they are done. */
+#define CONSUMER_BACKLOG_BATCH (BUS_BATCH / 4)
+#define CONSUMER_BACKLOG_NICE 10
 
 /* What became of a message in its batch; all three are settled by the commit. */
 typedef enum { OUT_ACK, OUT_PARKED, OUT_DEAD } outcome_t; /* PARKED: in inbox_retry */
@@ -85,6 +93,7 @@ typedef struct bus_consumer {
     uint64_t acked_sseq; /* the stream sequence acknowledged last (all up to it) */
     bool restart;        /* a delivery went missing or a batch failed: subscribe again */
     int64_t retry_at;    /* wall ms when a parked event is due; 0: none parked */
+    int nice;            /* the thread's nice value now: 0, or CONSUMER_BACKLOG_NICE */
     metrics_counter_t *acked;        /* ates_bus_consumed_total{service,stream} */
     metrics_counter_t *retried;      /* ates_bus_retries_total{service,stream} */
     metrics_counter_t *dead_letters; /* ates_bus_dead_letters_total{service,stream} */
@@ -608,6 +617,16 @@ static int collect(bus_consumer_t *cs, natsMsg **msgs, int *n)
                     cs->stream, cs->service);
 }
 
+/* Yield to the foreground while a backlog lasts (see CONSUMER_BACKLOG_NICE). */
+static void pace(bus_consumer_t *cs, int batch)
+{
+    int nice = batch >= CONSUMER_BACKLOG_BATCH ? CONSUMER_BACKLOG_NICE : 0;
+    if (nice == cs->nice) return;
+    /* a thread's own nice value: Linux keeps one per thread (an unprivileged
+     * thread may not lower it again; then it stays where it is) */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) == 0) cs->nice = nice;
+}
+
 static void *consumer_main(void *arg)
 {
     bus_consumer_t *cs = arg;
@@ -648,6 +667,7 @@ static void *consumer_main(void *arg)
             if (n == 0) continue;
             /* the server sends the next batch while this one is handled */
             if (cs->owed < BUS_BATCH / 2) pull(cs);
+            pace(cs, n);
             bool ok = handle_batch(cs, c, msgs, n);
             for (int i = 0; i < n; i++) natsMsg_Destroy(msgs[i]);
             failed = ok ? 0 : bus_backoff_next(failed);
