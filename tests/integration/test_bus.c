@@ -665,20 +665,9 @@ static void test_gap(db_t *db, db_t *db2, jsCtx *js, natsConnection *nc)
 
 static int setup_dirs(void)
 {
-    const char *base = getenv("ATES_TEST_TMP");
-    if (!base || !*base) base = "/tmp";
-    mkdir(base, 0700);
-    snprintf(g_dir, sizeof(g_dir), "%s/bus-XXXXXX", base);
-    if (!mkdtemp(g_dir)) return -1;
+    if (t_tmpdir(g_dir, sizeof(g_dir), "bus") < 0) return -1;
     snprintf(g_store, sizeof(g_store), "%s/js", g_dir);
     return 0;
-}
-
-static void cleanup_dirs(void)
-{
-    char cmd[700];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
 }
 
 int main(void)
@@ -747,6 +736,6 @@ out:
     db_close(db2);
     schema_registry_free(reg);
     server_stop();
-    cleanup_dirs();
+    t_rmdir(g_dir);
     return t_done();
 }

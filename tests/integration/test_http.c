@@ -732,25 +732,11 @@ static int write_file(const char *dir, const char *name, const char *text)
     return fclose(f);
 }
 
-static void rm_rf(const char *dir)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
-}
-
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    const char *base = getenv("ATES_TEST_TMP");
-    if (!base) base = "/tmp";
-    mkdir(base, 0700);
     char tmp[400], web[450], js[460], keydir[450];
-    snprintf(tmp, sizeof(tmp), "%s/http-XXXXXX", base);
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_tmpdir(tmp, sizeof(tmp), "http") < 0) return 1;
     snprintf(web, sizeof(web), "%s/web", tmp);
     snprintf(js, sizeof(js), "%s/js", web);
     snprintf(keydir, sizeof(keydir), "%s/keys", tmp);
@@ -796,6 +782,6 @@ int main(void)
 out:
     http_free(s);
     jwt_keys_close(keys);
-    rm_rf(tmp);
+    t_rmdir(tmp);
     return t_done();
 }

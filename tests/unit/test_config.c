@@ -167,17 +167,13 @@ static void test_parsers(void)
 
 int main(void)
 {
-    char tmpl[] = "/tmp/ates-config-XXXXXX";
-    if (!mkdtemp(tmpl)) return 1;
-    snprintf(dir, sizeof(dir), "%s", tmpl);
+    if (t_tmpdir(dir, sizeof(dir), "ates-config") < 0) return 1;
     T_CHECK(chdir(dir) == 0); /* no ./config/ates.lua here */
     test_defaults();
     test_precedence();
     test_bad_values();
     test_bad_files();
     test_parsers();
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    T_EQ_INT(system(cmd), 0);
+    T_EQ_INT(t_rmdir(dir), 0);
     return t_done();
 }

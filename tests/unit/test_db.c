@@ -237,14 +237,7 @@ static void test_threads(db_t *db)
 
 int main(void)
 {
-    const char *base = getenv("ATES_TEST_TMP");
-    if (!base || !*base) base = "/tmp";
-    mkdir(base, 0700);
-    snprintf(g_dir, sizeof(g_dir), "%s/db-XXXXXX", base);
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_tmpdir(g_dir, sizeof(g_dir), "db") < 0) return 1;
     test_migrations();
 
     char path[600];
@@ -258,8 +251,6 @@ int main(void)
         db_close(db);
     }
 
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    T_EQ_INT(system(cmd), 0);
+    T_EQ_INT(t_rmdir(g_dir), 0);
     return t_done();
 }

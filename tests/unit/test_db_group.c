@@ -276,14 +276,7 @@ static void test_submit(db_t *db, int64_t base, bool close_at_once)
 
 int main(void)
 {
-    const char *base = getenv("ATES_TEST_TMP");
-    if (!base) base = "/tmp";
-    mkdir(base, 0755);
-    snprintf(g_dir, sizeof(g_dir), "%s/dbgroup-XXXXXX", base);
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_tmpdir(g_dir, sizeof(g_dir), "dbgroup") < 0) return 1;
     char path[600];
     snprintf(path, sizeof(path), "%s/group.db", g_dir);
     T_EQ_INT(db_open(&g_db, "group", path, db_core_migrations, migrations), 0);
@@ -298,8 +291,6 @@ int main(void)
                  SUBMITS - (SUBMITS / 7 + (SUBMITS % 7 > 3)));
         db_close(g_db);
     }
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", g_dir);
+    t_rmdir(g_dir);
     return t_done();
 }

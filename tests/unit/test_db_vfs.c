@@ -200,14 +200,7 @@ static void test_rollback_then_others(db_t *db)
 
 int main(void)
 {
-    const char *base = getenv("ATES_TEST_TMP");
-    if (!base) base = "/tmp";
-    mkdir(base, 0755);
-    snprintf(g_dir, sizeof(g_dir), "%s/dbvfs-XXXXXX", base);
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_tmpdir(g_dir, sizeof(g_dir), "dbvfs") < 0) return 1;
     snprintf(g_path, sizeof(g_path), "%s/vfs.db", g_dir);
     db_t *db = NULL;
     T_EQ_INT(db_open(&db, "vfs", g_path, db_core_migrations, migrations), 0);
@@ -226,8 +219,6 @@ int main(void)
         db_close(db);
         check_other(g_rows, g_bytes, g_sum);
     }
-    char cmd[700];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", g_dir);
+    t_rmdir(g_dir);
     return t_done();
 }

@@ -357,14 +357,7 @@ static void test_race(void)
 
 int main(void)
 {
-    const char *tmp = getenv("ATES_TEST_TMP");
-    if (!tmp || !*tmp) tmp = "/tmp";
-    mkdir(tmp, 0700);
-    snprintf(base, sizeof(base), "%s/jwt-XXXXXX", tmp);
-    if (!mkdtemp(base)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_tmpdir(base, sizeof(base), "jwt") < 0) return 1;
 
     char dir_a[600], tok[1024];
     jwt_keys_t *a = NULL;

@@ -514,14 +514,7 @@ static void test_config(void)
 
 int main(void)
 {
-    const char *base = getenv("ATES_TEST_TMP");
-    if (!base || !*base) base = "/tmp";
-    mkdir(base, 0700);
-    snprintf(g_dir, sizeof(g_dir), "%s/mail-XXXXXX", base);
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_tmpdir(g_dir, sizeof(g_dir), "mail") < 0) return 1;
     test_date();
     test_format_plain();
     test_format_body();

@@ -26,14 +26,7 @@
 
 static void make_dir(char *out, size_t cap)
 {
-    const char *base = getenv("ATES_TEST_TMP");
-    if (!base || !*base) base = "/tmp";
-    mkdir(base, 0700);
-    snprintf(out, cap, "%s/rules-XXXXXX", base);
-    if (!mkdtemp(out)) {
-        perror("mkdtemp");
-        exit(2);
-    }
+    if (t_tmpdir(out, cap, "rules") < 0) exit(2);
 }
 
 static void remove_dir(const char *dir)

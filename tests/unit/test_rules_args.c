@@ -251,14 +251,7 @@ out:
 
 int main(void)
 {
-    const char *base = getenv("ATES_TEST_TMP");
-    if (!base || !*base) base = "/tmp";
-    mkdir(base, 0700);
-    snprintf(g_dir, sizeof g_dir, "%s/rulesargs-XXXXXX", base);
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 2;
-    }
+    if (t_tmpdir(g_dir, sizeof g_dir, "rulesargs") < 0) return 2;
     write_rule(rule_v1);
     rules_t *r = NULL;
     T_EQ_INT(rules_open(&r, g_dir, 1), 0);

@@ -394,18 +394,9 @@ int main(void)
     test_close_evening();
     test_bad_jobs();
 
-    const char *base = getenv("ATES_TEST_TMP");
-    if (!base || !*base) base = "/tmp";
-    mkdir(base, 0700);
     char dir[512];
-    snprintf(dir, sizeof(dir), "%s/sched-XXXXXX", base);
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_tmpdir(dir, sizeof(dir), "sched") < 0) return 1;
     test_running(dir);
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    T_EQ_INT(system(cmd), 0);
+    T_EQ_INT(t_rmdir(dir), 0);
     return t_done();
 }

@@ -429,10 +429,7 @@ static void load_expect(int line, const char *want, size_t want_n)
 
 static void test_registry_errors(void)
 {
-    const char *base = getenv("ATES_TEST_TMP");
-    if (base) mkdir(base, 0755);
-    snprintf(tmpdir, sizeof(tmpdir), "%s/schema-XXXXXX", base ? base : "/tmp");
-    T_CHECK(mkdtemp(tmpdir) != NULL);
+    T_CHECK(t_tmpdir(tmpdir, sizeof(tmpdir), "schema") == 0);
 
     schema_registry_t *reg = NULL;
     T_EQ_INT(schema_registry_load(&reg, "/nonexistent/schemas"), -1);

@@ -180,14 +180,7 @@ static void test_unknown_and_real(void)
 
 int main(void)
 {
-    const char *base = getenv("ATES_TEST_TMP");
-    if (!base) base = "/tmp";
-    mkdir(base, 0755);
-    snprintf(g_dir, sizeof(g_dir), "%s/schemaev-XXXXXX", base);
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (t_tmpdir(g_dir, sizeof(g_dir), "schemaev") < 0) return 1;
     test_cases();
     test_unknown_and_real();
     rmdir(g_dir);
