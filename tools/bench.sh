@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: the raw ceilings of this machine, measured in the same run as
 # the system's own figures, on loopback only; stops by itself.
-#   JetStream async publish and batched fetch+ack (bench_jetstream, nats.c)
+#   JetStream async publish and batched fetch+ack (bench_jetstream, nats.c),
+#   and async publish of event-shaped messages (body size, three headers)
 #   SQLite tx/s per request and batched (bench_sqlite, core/db)
 #   HTTP GET /health of `ates serve` with wrk (keep-alive)
 set -uo pipefail
@@ -29,6 +30,7 @@ up "$np" || { echo "nats-server did not start" >&2; exit 1; }
 echo "== raw ceilings"
 "$build/bench/bench_jetstream" "nats://127.0.0.1:$np" 200000 | tee "$tmp/js.out"
 js_publish=$(awk '$1 == "jetstream_publish_async" {print $2}' "$tmp/js.out")
+js_events=$(awk '$1 == "jetstream_publish_async_events" {print $2}' "$tmp/js.out")
 mkdir -p "$tmp/sqlite"
 "$build/bench/bench_sqlite" "$tmp/sqlite" 3 | tee "$tmp/sqlite.out"
 sqlite_tx=$(awk '$1 == "sqlite_tx_per_request" {print $2}' "$tmp/sqlite.out")

@@ -1,6 +1,8 @@
 # Sourced by tools/bench.sh: tracker create rate at 64 connections (p50/p99)
 # next to the one-transaction-per-request SQLite ceiling, and the time to
-# shuffle 100k and 1M open tasks (answer, then every TaskAssigned published).
+# shuffle 100k and 1M open tasks (answer, then every TaskAssigned published),
+# next to the time the broker alone needs for that many event-shaped
+# publishes at the raw rate of this run ($js_events).
 base="http://127.0.0.1:$hp"
 admin=$(curl -s -X POST -H 'Content-Type: application/json' -d "$login_body" "$base/api/auth/login" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
@@ -46,7 +48,10 @@ shuffle_n() {
     sleep 0.05
   done
   t2=$(date +%s%N)
-  echo "tracker_shuffle_${n} reassigned=${reassigned}: answered $(( (t1 - t0) / 1000000 )) ms, all events published $(( (t2 - t0) / 1000000 )) ms"
+  echo "tracker_shuffle_${n} reassigned=${reassigned}: answered $(( (t1 - t0) / 1000000 )) ms," \
+    "all events published $(( (t2 - t0) / 1000000 )) ms (target $(( n / 100 )) ms; publishing" \
+    "${reassigned} events alone at jetstream_publish_async_events takes" \
+    "$(awk -v n="$reassigned" -v r="${js_events:-0}" 'BEGIN { if (r > 0) printf "%.0f", 1000 * n / r; else print "n/a" }') ms)"
 }
 shuffle_n 100000
 [ "${BENCH_SKIP_1M:-0}" = 1 ] || shuffle_n 1000000
