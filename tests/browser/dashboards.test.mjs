@@ -70,7 +70,9 @@ async function test(name, fn, needs = []) {
 async function signIn(who, viewport = H.DESKTOP) {
   const u = USERS[who];
   const ctx = await H.newContext(browser, ates.base, viewport);
-  ctx.setDefaultTimeout(15000);
+  /* generous: under ASan, beside other jobs, a busy button (a request in
+   * flight) once stayed disabled past 15 s */
+  ctx.setDefaultTimeout(30000);
   contexts.push(ctx);
   const page = await ctx.newPage();
   await page.goto('/');
