@@ -40,6 +40,7 @@
  */
 #include "bus_internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -61,8 +62,8 @@
 #define CONSUMER_PULL_ERRORS 3 /* pull errors in a row before subscribing again */
 #define CONSUMER_ACK_PREFIX "$JS.ACK."
 /* A consumer with a backlog (a batch this full) yields the CPU to those
- * answering requests and publishing: it runs at this nice value until a
- * batch comes in smaller, and catches up when they are done. */
+ * answering requests and publishing: it runs this much nicer than the
+ * process until a batch comes in smaller, and catches up when they are done. */
 #define CONSUMER_BACKLOG_BATCH (BUS_BATCH / 4)
 #define CONSUMER_BACKLOG_NICE 10
 
@@ -93,7 +94,9 @@ typedef struct bus_consumer {
     uint64_t acked_sseq; /* the stream sequence acknowledged last (all up to it) */
     bool restart;        /* a delivery went missing or a batch failed: subscribe again */
     int64_t retry_at;    /* wall ms when a parked event is due; 0: none parked */
-    int nice;            /* the thread's nice value now: 0, or CONSUMER_BACKLOG_NICE */
+    int base_nice;       /* the thread's nice value at start */
+    int nice;            /* now: base_nice, or nicer by CONSUMER_BACKLOG_NICE */
+    bool pacing;         /* it may go back to base_nice after a backlog */
     metrics_counter_t *acked;        /* ates_bus_consumed_total{service,stream} */
     metrics_counter_t *retried;      /* ates_bus_retries_total{service,stream} */
     metrics_counter_t *dead_letters; /* ates_bus_dead_letters_total{service,stream} */
@@ -617,14 +620,33 @@ static int collect(bus_consumer_t *cs, natsMsg **msgs, int *n)
                     cs->stream, cs->service);
 }
 
+/* A thread's own nice value (Linux keeps one per thread). */
+static int thread_nice(int nice)
+{
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
+}
+
+/* Pace only a thread that may go back: an unprivileged one may not lower
+ * its nice value below 20 - RLIMIT_NICE. */
+static void pace_init(bus_consumer_t *cs)
+{
+    errno = 0;
+    int base = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    struct rlimit rl;
+    cs->base_nice = cs->nice = base;
+    cs->pacing = errno == 0 && base + CONSUMER_BACKLOG_NICE <= 19 &&
+                 (geteuid() == 0 ||
+                  (getrlimit(RLIMIT_NICE, &rl) == 0 &&
+                   (rl.rlim_cur == RLIM_INFINITY || 20 - (long long)rl.rlim_cur <= base)));
+}
+
 /* Yield to the foreground while a backlog lasts (see CONSUMER_BACKLOG_NICE). */
 static void pace(bus_consumer_t *cs, int batch)
 {
-    int nice = batch >= CONSUMER_BACKLOG_BATCH ? CONSUMER_BACKLOG_NICE : 0;
-    if (nice == cs->nice) return;
-    /* a thread's own nice value: Linux keeps one per thread (an unprivileged
-     * thread may not lower it again; then it stays where it is) */
-    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice) == 0) cs->nice = nice;
+    int nice = cs->base_nice + (batch >= CONSUMER_BACKLOG_BATCH ? CONSUMER_BACKLOG_NICE : 0);
+    if (!cs->pacing || nice == cs->nice) return;
+    if (thread_nice(nice) == 0) cs->nice = nice;
+    else cs->pacing = false; /* not allowed after all: stays as it is */
 }
 
 static void *consumer_main(void *arg)
@@ -643,6 +665,7 @@ static void *consumer_main(void *arg)
     int64_t backoff = 0, failed = 0;
     natsMsg *msgs[BUS_BATCH];
     if (c) cs->retry_at = next_retry(cs, c);
+    pace_init(cs);
     while (c && !bus_worker_stopping(&cs->w)) {
         if (cs->sub && cs->restart) {
             bus_sub_destroy(cs->w.bus, cs->sub);
