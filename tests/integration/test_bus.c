@@ -605,6 +605,17 @@ static int steal_request(natsConnection *nc, natsSubscription *sub, int batch)
                : -1;
 }
 
+/* A subscription on a new inbox of the test's own; NULL on failure. */
+static natsSubscription *inbox_sub(natsConnection *nc)
+{
+    natsSubscription *sub = NULL;
+    natsInbox *inbox = NULL;
+    T_CHECK(natsInbox_Create(&inbox) == NATS_OK &&
+            natsConnection_SubscribeSync(&sub, nc, (const char *)inbox) == NATS_OK);
+    natsInbox_Destroy(inbox);
+    return sub;
+}
+
 static bool is_delivery(natsMsg *m)
 {
     const char *reply = natsMsg_GetReply(m);
@@ -620,11 +631,7 @@ static void test_takeover(bus_t *bus, jsCtx *js, natsConnection *nc, db_t *db, d
     cc.FilterSubject = "ates.probe.>";
     cc.AckPolicy = js_AckExplicit;
     T_CHECK(js_AddConsumer(NULL, js, STREAM, &cc, NULL, NULL) == NATS_OK);
-    natsSubscription *sub = NULL;
-    natsInbox *inbox = NULL;
-    T_CHECK(natsInbox_Create(&inbox) == NATS_OK &&
-            natsConnection_SubscribeSync(&sub, nc, (const char *)inbox) == NATS_OK);
-    natsInbox_Destroy(inbox);
+    natsSubscription *sub = inbox_sub(nc);
     if (!sub) return;
     T_EQ_INT(steal_request(nc, sub, TAKEN), 0);
     int got = 0;
@@ -662,11 +669,7 @@ static void test_takeover(bus_t *bus, jsCtx *js, natsConnection *nc, db_t *db, d
 
 static void test_gap(db_t *db, db_t *db2, jsCtx *js, natsConnection *nc)
 {
-    natsSubscription *sub = NULL;
-    natsInbox *inbox = NULL;
-    T_CHECK(natsInbox_Create(&inbox) == NATS_OK &&
-            natsConnection_SubscribeSync(&sub, nc, (const char *)inbox) == NATS_OK);
-    natsInbox_Destroy(inbox);
+    natsSubscription *sub = inbox_sub(nc);
     if (!sub) return;
     int64_t before = effects_count(db2);
     db_conn_t *c = db_conn(db);
