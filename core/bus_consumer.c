@@ -361,7 +361,7 @@ static void count(bus_consumer_t *cs, const outcome_t *out, int n)
 static bool handle_batch(bus_consumer_t *cs, db_conn_t *c, natsMsg **msgs, int n)
 {
     outcome_t out[BUS_BATCH];
-    msg_ctx_t m[BUS_BATCH];
+    msg_ctx_t m[BUS_BATCH] = {{0}};
     if (n > BUS_BATCH) n = BUS_BATCH;
     for (int i = 0; i < n; i++) msg_ctx_init(&m[i], msgs[i]);
     n = in_order(cs, m, n);
@@ -398,7 +398,17 @@ static int64_t next_retry(bus_consumer_t *cs, db_conn_t *c)
     return rc < 0 ? clock_now_ms() + BUS_BACKOFF_MAX_MS : at;
 }
 
-/* Up to BUS_BATCH parked events due by `now`, copied out (the caller frees). */
+static void parked_free(parked_t *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(p[i].event_id);
+        free(p[i].subject);
+        free(p[i].body);
+    }
+}
+
+/* Up to BUS_BATCH parked events due by `now`, copied out (the caller frees
+ * them with parked_free); -1 with nothing to free on error. */
 static int read_due(bus_consumer_t *cs, db_conn_t *c, int64_t now, parked_t *p)
 {
     sqlite3_stmt *st = db_stmt(c, "SELECT event_id, subject, body, stream_seq, attempts "
@@ -407,7 +417,7 @@ static int read_due(bus_consumer_t *cs, db_conn_t *c, int64_t now, parked_t *p)
     if (!st || db_bind_text(st, 1, cs->stream) < 0 || db_bind_int64(st, 2, now) < 0 ||
         db_bind_int64(st, 3, BUS_BATCH) < 0)
         return -1;
-    int n = 0, rc;
+    int n = 0, rc = 0;
     while (n < BUS_BATCH && (rc = db_step(c, st)) == 1) {
         const char *id = db_col_text(st, 0), *subject = db_col_text(st, 1);
         const char *body = db_col_text(st, 2);
@@ -415,16 +425,16 @@ static int read_due(bus_consumer_t *cs, db_conn_t *c, int64_t now, parked_t *p)
                           .body = strdup(body ? body : ""),
                           .stream_seq = sqlite3_column_int64(st, 3),
                           .attempts = sqlite3_column_int(st, 4)};
-        if (!p[n].event_id || !p[n].subject || !p[n].body) {
-            free(p[n].event_id);
-            free(p[n].subject);
-            free(p[n].body);
+        n++;
+        if (!p[n - 1].event_id || !p[n - 1].subject || !p[n - 1].body) {
+            rc = diag_set(DIAG_INTERNAL, "out of memory");
             break;
         }
-        n++;
     }
     sqlite3_reset(st);
-    return n;
+    if (rc >= 0) return n;
+    parked_free(p, n);
+    return -1;
 }
 
 /* Try the parked events that are due again, in one transaction. */
@@ -448,11 +458,7 @@ static void retry_parked(bus_consumer_t *cs, db_conn_t *c)
         log_diag(LOG_ERROR, "consumer: parked events (tried again later)");
         if (db_in_tx(c)) db_rollback(c);
     }
-    for (int i = 0; i < n; i++) {
-        free(p[i].event_id);
-        free(p[i].subject);
-        free(p[i].body);
-    }
+    parked_free(p, n);
     cs->retry_at = ok ? next_retry(cs, c) : now + BUS_BACKOFF_MAX_MS;
 }
 
