@@ -25,6 +25,8 @@
  *    request takes one): it sees the gap and starts again from its ack
  *    floor; every event is applied once. Its batches are small again, and
  *    so its thread is back at the process's priority.
+ * 9. events parked by a process that stopped are tried again by the next:
+ *    one applies, one at its last attempt is dead-lettered.
  * Plus bus_emit's errors and bus_tail.
  *
  * Waits are generous upper bounds; nothing asserts on durations.
@@ -706,6 +708,50 @@ static void test_gap(db_t *db, db_t *db2, jsCtx *js, natsConnection *nc)
     T_EQ_INT(thread_nice_of("c:heir:PROBE"), getpriority(PRIO_PROCESS, 0));
 }
 
+/* Park an event as a process that stopped would have left it: due now,
+ * tried `attempts` times. */
+static int park_row(db_t *db, int n, int attempts, char id[UUID_LEN])
+{
+    uuid_v7(id);
+    char data[32];
+    snprintf(data, sizeof(data), "{\"n\":%d}", n);
+    char *body = probe_body(id, data);
+    db_conn_t *c = db_conn(db);
+    sqlite3_stmt *st = body ? db_stmt(c, "INSERT INTO inbox_retry(event_id, stream, subject, body, "
+                                         "stream_seq, attempts, next_at) "
+                                         "VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)")
+                            : NULL;
+    int rc = !st || db_bind_text(st, 1, id) < 0 || db_bind_text(st, 2, STREAM) < 0 ||
+                     db_bind_text(st, 3, SUBJECT) < 0 || db_bind_text(st, 4, body) < 0 ||
+                     db_bind_int64(st, 5, attempts) < 0 || db_bind_int64(st, 6, clock_now_ms()) < 0
+                 ? -1
+                 : db_step_done(c, st);
+    free(body);
+    return rc;
+}
+
+/* 9. Events parked by a process that stopped are tried again by the next
+ * one: one applies; one at its last attempt is dead-lettered. */
+static void test_parked_restart(bus_t *bus, db_t *db, probe_t *p)
+{
+    bus_stop_all(bus);
+    char ok_id[UUID_LEN], poison_id[UUID_LEN];
+    T_EQ_INT(park_row(db, 50001, 1, ok_id), 0);
+    T_EQ_INT(park_row(db, 5001, BUS_MAX_DELIVER - 1, poison_id), 0);
+    int poison_calls = atomic_load(&p->calls_poison);
+    T_EQ_INT(bus_consume_start(bus, db, "probe", streams, subs, p), 0);
+    WAIT_UNTIL(query_int(db, "SELECT count(*) FROM inbox_retry", NULL) == 0);
+    T_EQ_INT(query_int(db, "SELECT count(*) FROM inbox_retry", NULL), 0);
+    T_EQ_INT(effect_of(db, 50001), 1);
+    T_EQ_INT(atomic_load(&p->calls_poison), poison_calls + 1);
+    T_EQ_INT(query_int(db, "SELECT count(*) FROM inbox WHERE event_id = ?1", ok_id), 1);
+    T_EQ_INT(query_int(db, "SELECT count(*) FROM inbox WHERE event_id = ?1", poison_id), 1);
+    T_EQ_INT(query_int(db, "SELECT count(*) FROM outbox WHERE name = 'DeadLetter' AND body LIKE "
+                           "'%' || ?1 || '%'",
+                       poison_id),
+             1);
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 static int setup_dirs(void)
@@ -772,6 +818,7 @@ int main(void)
     test_tail(bus);
     test_takeover(bus, js, nc, db, db2, &heir);
     test_gap(db, db2, js, nc);
+    test_parked_restart(bus, db, &probe);
 out:
     if (bus) bus_stop_all(bus);
     jsCtx_Destroy(js);
