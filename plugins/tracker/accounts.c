@@ -56,6 +56,12 @@ void tracker_candidates_release(tracker_candidates_t *c)
     }
 }
 
+int tracker_candidates_any(const tracker_candidates_t *c)
+{
+    if (cJSON_GetArraySize(c->ids) > 0) return 0;
+    return diag_set(DIAG_CONFLICT, "no account is eligible for tasks (see rules/shuffle.lua)");
+}
+
 /* eligible(account) of shuffle.lua for one row. 1 yes, 0 no, -1 error. */
 static int call_eligible(rules_t *r, sqlite3_stmt *st)
 {

@@ -99,13 +99,6 @@ static int reassign(ahead_t *helper, shuffle_prep_t *sp, db_conn_t *tx, int n)
     return 0;
 }
 
-/* Open tasks but nobody to give them to: 409 (nothing open: fine, 0). */
-static int no_candidates(const tracker_candidates_t *c)
-{
-    if (cJSON_GetArraySize(c->ids) > 0) return 0;
-    return diag_set(DIAG_CONFLICT, "no account is eligible for tasks (see rules/shuffle.lua)");
-}
-
 /* Every open task, chunk by chunk; *total counts the reassigned ones. */
 static int shuffle_all(service_t *svc, const tracker_candidates_t *c, int64_t *total)
 {
@@ -128,7 +121,7 @@ static int shuffle_all(service_t *svc, const tracker_candidates_t *c, int64_t *t
         goto out;
     do {
         if (db_begin(tx) < 0) goto out;
-        if ((n = load_chunk(tx, after, rows)) < 0 || (n > 0 && no_candidates(c) < 0) ||
+        if ((n = load_chunk(tx, after, rows)) < 0 || (n > 0 && tracker_candidates_any(c) < 0) ||
             reassign(helper, &sp, tx, n) < 0 || db_commit(tx) < 0) {
             db_rollback(tx);
             goto out;

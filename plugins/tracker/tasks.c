@@ -180,9 +180,7 @@ static int assign_new(service_t *svc, tracker_task_t *t)
 {
     tracker_candidates_t *c = tracker_candidates_get(svc);
     int rc = -1;
-    if (c && cJSON_GetArraySize(c->ids) == 0) {
-        diag_set(DIAG_CONFLICT, "no account is eligible for tasks (see rules/shuffle.lua)");
-    } else if (c) {
+    if (c && tracker_candidates_any(c) == 0) {
         tracker_picker_t pk;
         rc = tracker_picker_open(svc, c, &pk);
         if (rc == 0) rc = tracker_pick(&pk, t, t->assignee_id, NULL);

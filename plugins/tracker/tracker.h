@@ -57,6 +57,8 @@ int tracker_on_account(db_conn_t *tx, const bus_event_t *ev, void *ud);
  * release with tracker_candidates_release. NULL with a diag on error. */
 tracker_candidates_t *tracker_candidates_get(service_t *svc);
 void tracker_candidates_release(tracker_candidates_t *c);
+/* 0 when someone is eligible; -1 with DIAG_CONFLICT when nobody is. */
+int tracker_candidates_any(const tracker_candidates_t *c);
 /* pick(task, candidates) of shuffle.lua. A picker binds the candidates
  * to the calling thread's Lua state once (a shuffle asks for every open
  * task with the same list); each tracker_pick converts only the task and
