@@ -1,11 +1,12 @@
 /*
  * bus_admin: JetStream management calls that `ates replay` needs: delete a
  * durable consumer, read a stream's last sequence, and read how far a
- * durable has acknowledged (see bus.h).
+ * durable has acknowledged (see bus.h); and telling a "not found" of such
+ * a call apart (the consumers use it too).
  */
 #include "bus_internal.h"
 
-static bool not_found(natsStatus s, jsErrCode jerr)
+bool bus_js_not_found(natsStatus s, jsErrCode jerr)
 {
     return s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr;
 }
@@ -18,7 +19,7 @@ int bus_consumer_delete(bus_t *bus, const char *stream, const char *durable)
     jsErrCode jerr = 0;
     natsStatus s = js_DeleteConsumer(js, stream, durable, NULL, &jerr);
     jsCtx_Destroy(js);
-    if (s == NATS_OK || not_found(s, jerr)) return 0;
+    if (s == NATS_OK || bus_js_not_found(s, jerr)) return 0;
     return bus_nats_error(DIAG_UNAVAILABLE, s, stream);
 }
 
@@ -38,7 +39,7 @@ int bus_stream_state(bus_t *bus, const char *stream, uint64_t *last_seq, uint64_
         *msgs = si->State.Msgs;
     }
     jsStreamInfo_Destroy(si);
-    if (s == NATS_OK || not_found(s, jerr)) return 0;
+    if (s == NATS_OK || bus_js_not_found(s, jerr)) return 0;
     return bus_nats_error(DIAG_UNAVAILABLE, s, stream);
 }
 
@@ -59,6 +60,6 @@ int bus_consumer_progress(bus_t *bus, const char *stream, const char *durable,
         *ack_pending = ci->NumAckPending;
     }
     jsConsumerInfo_Destroy(ci);
-    if (s == NATS_OK || not_found(s, jerr)) return 0;
+    if (s == NATS_OK || bus_js_not_found(s, jerr)) return 0;
     return bus_nats_error(DIAG_UNAVAILABLE, s, stream);
 }

@@ -164,12 +164,12 @@ static int dead_letter(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m, con
     return bus_emit(c, cs->dlq_subject, "DeadLetter", 1, data, NULL);
 }
 
-/* Redelivery delay after the n-th failed attempt: 100 ms doubling, max 5 s. */
+/* Delay after the n-th failed attempt: the bus's backoff, n steps in. */
 static int64_t retry_delay_ms(int attempt)
 {
-    int64_t d = BUS_BACKOFF_MIN_MS;
-    for (int i = 1; i < attempt && d < BUS_BACKOFF_MAX_MS; i++) d *= 2;
-    return d < BUS_BACKOFF_MAX_MS ? d : BUS_BACKOFF_MAX_MS;
+    int64_t d = 0;
+    for (int i = 0; i < attempt; i++) d = bus_backoff_next(d);
+    return d;
 }
 
 /* How many times the event parked under `event_id` was tried: 0 when it is
@@ -462,11 +462,6 @@ static void retry_parked(bus_consumer_t *cs, db_conn_t *c)
     cs->retry_at = ok ? next_retry(cs, c) : now + BUS_BACKOFF_MAX_MS;
 }
 
-static bool not_found(natsStatus s, jsErrCode jerr)
-{
-    return s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr;
-}
-
 /* Make sure the durable acknowledges all and has nothing unacknowledged
  * delivered: keep it as it is, or create it (from the stream's start), or
  * recreate it from its ack floor. Sets where deliveries and acks stand. */
@@ -496,8 +491,8 @@ static int ensure_consumer(bus_consumer_t *cs)
         jsConsumerInfo_Destroy(ci);
         ci = NULL;
         s = js_DeleteConsumer(cs->js, cs->stream, cs->service, NULL, &jerr);
-        if (s != NATS_OK && !not_found(s, jerr)) return bus_nats_error(DIAG_UNAVAILABLE, s, cs->stream);
-    } else if (!not_found(s, jerr)) {
+        if (s != NATS_OK && !bus_js_not_found(s, jerr)) return bus_nats_error(DIAG_UNAVAILABLE, s, cs->stream);
+    } else if (!bus_js_not_found(s, jerr)) {
         return bus_nats_error(DIAG_UNAVAILABLE, s, cs->stream);
     }
     jsConsumerConfig cc;
@@ -592,12 +587,9 @@ static int collect(bus_consumer_t *cs, natsMsg **msgs, int *n)
 {
     *n = 0;
     int64_t wait = CONSUMER_SILENCE_MS;
-    bool parked_due = false; /* the wait ends when a parked event is due */
-    if (cs->retry_at != 0 && cs->retry_at - clock_now_ms() < wait) {
-        wait = cs->retry_at - clock_now_ms();
-        if (wait < 1) wait = 1;
-        parked_due = true;
-    }
+    int64_t due = cs->retry_at != 0 ? cs->retry_at - clock_now_ms() : wait;
+    bool parked_due = due < wait; /* the wait ends when a parked event is due */
+    if (parked_due) wait = due < 1 ? 1 : due;
     while (*n < BUS_BATCH) {
         if (*n == 0 && cs->owed <= 0 && pull(cs) < 0) return -1;
         natsMsg *msg = NULL;

@@ -54,6 +54,8 @@ int bus_nats_error(diag_kind_t kind, natsStatus s, const char *what);
 
 /* A JetStream context on bus->nc. NULL with a diag on error. */
 jsCtx *bus_js(bus_t *bus);
+/* A JetStream call's failure means: no such consumer or stream. */
+bool bus_js_not_found(natsStatus s, jsErrCode jerr);
 /* A connection of its own to the bus's servers that never reconnects and
  * buffers nothing while disconnected: once it breaks, what the server took
  * from it is a prefix of what was sent on it (an outbox relay needs that to
