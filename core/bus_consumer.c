@@ -30,7 +30,8 @@
  * ack was received. Deliveries are numbered without gaps (redeliveries
  * too), so a missing number - lost in a reconnect, or taken by a stale pull
  * request of an earlier inbox - stops the batch there and the consumer
- * starts again: a durable with deliveries unacknowledged (or one that still
+ * starts again, as it does on a delivery below the floor already
+ * acknowledged (which no AckAll can settle): a durable with deliveries unacknowledged (or one that still
  * acknowledges one by one, as before) is recreated from its ack floor, and
  * what comes again that was applied is skipped by `inbox`. A batch whose
  * commit fails starts again the same way, after a backoff.
@@ -328,6 +329,24 @@ static int in_order(bus_consumer_t *cs, const msg_ctx_t *m, int n)
     return n;
 }
 
+/* A delivery at or below the stream sequence already acknowledged stays
+ * pending for good: an ack of it, or of anything, does not lower the floor.
+ * A broker that comes back from a kill -9 can hold such deliveries (its
+ * restored ack floor ahead of where it delivers from). Then the durable is
+ * made again from its floor: the consumer starts again. (Those events were
+ * applied: the floor went past them on our own ack.) */
+static void below_floor(bus_consumer_t *cs, const msg_ctx_t *m, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (m[i].stream_seq == 0 || m[i].stream_seq > cs->acked_sseq) continue;
+        log_info("%s as %s: seq %llu delivered (%d) below the ack floor %llu; starting again",
+                 cs->stream, cs->service, (unsigned long long)m[i].stream_seq, m[i].delivered,
+                 (unsigned long long)cs->acked_sseq);
+        cs->restart = true;
+        return;
+    }
+}
+
 /* Acknowledge everything up to the batch's highest stream sequence (the
  * durable acknowledges all below what it is told). */
 static void ack_batch(bus_consumer_t *cs, const msg_ctx_t *m, int n)
@@ -365,6 +384,7 @@ static bool handle_batch(bus_consumer_t *cs, db_conn_t *c, natsMsg **msgs, int n
     if (n > BUS_BATCH) n = BUS_BATCH;
     for (int i = 0; i < n; i++) msg_ctx_init(&m[i], msgs[i]);
     n = in_order(cs, m, n);
+    below_floor(cs, m, n);
     if (n == 0) return true;
     bool ok = db_begin(c) == 0;
     for (int i = 0; ok && i < n; i++) ok = handle_msg(cs, c, &m[i], &out[i]) == 0;
