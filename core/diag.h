@@ -23,9 +23,11 @@ typedef enum diag_kind {
     DIAG_UNAVAILABLE,    /* 503 unavailable */
 } diag_kind_t;
 
+#define DIAG_MESSAGE_MAX 512
+
 typedef struct diag {
     diag_kind_t kind;
-    char message[512];
+    char message[DIAG_MESSAGE_MAX];
     const char *file; /* __FILE__ of the setter (static storage) */
     int line;
 } diag_t;

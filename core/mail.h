@@ -30,6 +30,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "diag.h"
 
 #define MAIL_ID_MAX 200
 #define MAIL_ADDR_MAX 254
@@ -77,7 +78,26 @@ int mail_format(char **out, size_t *len, const mail_msg_t *m, const char *from, 
 
 /* --- delivery (mail_deliver.c) ------------------------------------------- */
 
-/* Write msg[0..len) to dir/<id>.eml atomically (dir is created). */
+/* One message of a delivery batch. The delivery sets rc: 0 delivered, -1
+ * failed (why says how), 1 not tried (stopped, or the SMTP connection was
+ * lost before its turn). */
+#define MAIL_BATCH_MAX 64
+typedef struct mail_out {
+    const char *id;  /* names the spool file */
+    const char *to;  /* the envelope recipient (SMTP) */
+    const char *msg; /* the formatted message (mail_format) */
+    size_t len;
+    int rc;
+    char why[DIAG_MESSAGE_MAX]; /* a diag message */
+} mail_out_t;
+
+/* Write each out[i].msg to dir/<id>.eml atomically (dir is created), n at
+ * most MAIL_BATCH_MAX: each into a temp file, then one sync for all of
+ * them (fsync for one file, syncfs for more: a flush of the device each is
+ * what makes a mail spool slow), then each renamed into place, then one
+ * fsync of the directory. How many were delivered (out[i].rc each). */
+int mail_spool_write_batch(const char *dir, mail_out_t *out, int n);
+/* The same for one message: 0, or -1 with diag DIAG_UNAVAILABLE. */
 int mail_spool_write(const char *dir, const char *id, const char *msg, size_t len);
 /* Remove the temp files (".<id>.<tid>.tmp") that a delivery interrupted by
  * a crash left in `dir`, when older than `older_than_ms` (younger ones may
@@ -85,11 +105,14 @@ int mail_spool_write(const char *dir, const char *id, const char *msg, size_t le
  * were removed, or -1 (diag). A missing dir has none. */
 #define MAIL_TEMP_STALE_MS (10LL * 60 * 1000)
 int mail_spool_sweep(const char *dir, int64_t older_than_ms);
-/* Send through SMTP at `url` (smtp://host:port): envelope from `from_addr`
- * to `to`. DIAG_UNAVAILABLE on any failure. `stop` (may be NULL) aborts a
- * transfer in progress when it becomes non-zero. */
-int mail_smtp_send(const char *url, const char *from_addr, const char *to, const char *msg,
-                   size_t len, const atomic_int *stop);
+/* Send each out[i] through SMTP at `url` (smtp://host:port), envelope from
+ * `from_addr` to out[i].to, over one connection, in order. A failure with
+ * no reply from the server (connection refused, lost, timed out) leaves the
+ * rest untried. `stop` (may be NULL) aborts a transfer in progress when it
+ * becomes non-zero. How many were delivered, or -1 (diag) when none could
+ * be tried. */
+int mail_smtp_send_batch(const char *url, const char *from_addr, mail_out_t *out, int n,
+                         const atomic_int *stop);
 
 /* --- the worker (mail_queue.c) ------------------------------------------- */
 

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -46,41 +47,117 @@ static int fsync_dir(const char *dir)
     return rc;
 }
 
-int mail_spool_write(const char *dir, const char *id, const char *msg, size_t len)
+/* dir/<id>.eml and the temp name it is written under first (starting with
+ * '.' and ending in .tmp: never taken for a mail). */
+static int spool_names(const char *dir, const char *id, char path[PATH_MAX], char tmp[PATH_MAX])
+{
+    if (snprintf(path, PATH_MAX, "%s/%s.eml", dir, id) >= PATH_MAX ||
+        snprintf(tmp, PATH_MAX, "%s/.%s.%ld.tmp", dir, id, (long)gettid()) >= PATH_MAX)
+        return diag_set(DIAG_VALIDATION, "mail spool path too long");
+    return 0;
+}
+
+/* o failed: the reason from the last diag. */
+static void out_failed(mail_out_t *o)
+{
+    o->rc = -1;
+    snprintf(o->why, sizeof(o->why), "%s", diag_last()->message);
+}
+
+/* A temp file of `o` written whole (not yet synced): its descriptor, or -1
+ * with o failed. */
+static int spool_temp(const char *dir, mail_out_t *o)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return diag_set(DIAG_UNAVAILABLE, "mkdir %s: %s", dir, strerror(errno));
-    /* the temp name starts with '.' and ends in .tmp: never taken for a mail */
-    if (snprintf(path, sizeof(path), "%s/%s.eml", dir, id) >= (int)sizeof(path) ||
-        snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.tmp", dir, id, (long)gettid()) >= (int)sizeof(tmp))
-        return diag_set(DIAG_VALIDATION, "mail spool path too long");
+    if (spool_names(dir, o->id, path, tmp) < 0) {
+        out_failed(o);
+        return -1;
+    }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return diag_set(DIAG_UNAVAILABLE, "open %s: %s", tmp, strerror(errno));
-    int rc = -1;
-    if (write_all(fd, msg, len) < 0 || fsync(fd) < 0) {
+    if (fd < 0) {
+        diag_set(DIAG_UNAVAILABLE, "open %s: %s", tmp, strerror(errno));
+        out_failed(o);
+        return -1;
+    }
+    if (write_all(fd, o->msg, o->len) < 0) {
         diag_set(DIAG_UNAVAILABLE, "write %s: %s", tmp, strerror(errno));
-        goto out;
+        out_failed(o);
+        close(fd);
+        unlink(tmp);
+        return -1;
     }
-    if (close(fd) < 0) {
-        fd = -1;
+    return fd;
+}
+
+/* The temp file of `o` (fd open) is on disk: close it and give it its name. */
+static void spool_publish(const char *dir, mail_out_t *o, int fd)
+{
+    char path[PATH_MAX], tmp[PATH_MAX];
+    spool_names(dir, o->id, path, tmp); /* fit when spool_temp made them */
+    if (close(fd) < 0)
         diag_set(DIAG_UNAVAILABLE, "close %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    fd = -1;
-    if (rename(tmp, path) < 0) {
+    else if (rename(tmp, path) < 0)
         diag_set(DIAG_UNAVAILABLE, "rename to %s: %s", path, strerror(errno));
-        goto out;
+    else
+        return; /* rc stays 1 until the directory is synced */
+    out_failed(o);
+    unlink(tmp);
+}
+
+int mail_spool_write_batch(const char *dir, mail_out_t *out, int n)
+{
+    if (n < 0 || n > MAIL_BATCH_MAX) return diag_set(DIAG_INTERNAL, "mail batch of %d", n);
+    int fds[MAIL_BATCH_MAX], written = 0, any = -1;
+    for (int i = 0; i < n; i++) out[i].rc = 1;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        diag_set(DIAG_UNAVAILABLE, "mkdir %s: %s", dir, strerror(errno));
+        for (int i = 0; i < n; i++) out_failed(&out[i]);
+        return 0;
     }
-    if (fsync_dir(dir) < 0) {
-        diag_set(DIAG_UNAVAILABLE, "fsync %s: %s", dir, strerror(errno));
-        goto out;
+    for (int i = 0; i < n; i++) {
+        fds[i] = spool_temp(dir, &out[i]);
+        if (fds[i] < 0) continue;
+        written++;
+        any = fds[i];
     }
-    rc = 0;
-out:
-    if (fd >= 0) close(fd);
-    if (rc < 0) unlink(tmp);
-    return rc;
+    /* One file: its own fsync. More: one syncfs, a single flush of the
+     * device for all of them (an fsync each costs a flush each). */
+    int synced = written == 0 ? 0 : written == 1 ? fsync(any) : syncfs(any);
+    if (synced < 0) diag_set(DIAG_UNAVAILABLE, "sync the mail spool %s: %s", dir, strerror(errno));
+    for (int i = 0; i < n; i++) {
+        if (fds[i] < 0) continue;
+        if (synced == 0) {
+            spool_publish(dir, &out[i], fds[i]);
+            continue;
+        }
+        char path[PATH_MAX], tmp[PATH_MAX];
+        out_failed(&out[i]);
+        close(fds[i]);
+        if (spool_names(dir, out[i].id, path, tmp) == 0) unlink(tmp);
+    }
+    /* the renames are on disk with the directory; if that sync fails, a
+     * later delivery writes the same bytes again */
+    int renamed = 0, delivered = 0;
+    for (int i = 0; i < n; i++) renamed += out[i].rc == 1;
+    bool dir_synced = renamed == 0 || fsync_dir(dir) == 0;
+    if (!dir_synced) diag_set(DIAG_UNAVAILABLE, "fsync %s: %s", dir, strerror(errno));
+    for (int i = 0; i < n; i++) {
+        if (out[i].rc != 1) continue;
+        if (dir_synced) {
+            out[i].rc = 0;
+            delivered++;
+        } else {
+            out_failed(&out[i]);
+        }
+    }
+    return delivered;
+}
+
+int mail_spool_write(const char *dir, const char *id, const char *msg, size_t len)
+{
+    mail_out_t o = {.id = id, .msg = msg, .len = len};
+    if (mail_spool_write_batch(dir, &o, 1) == 1) return 0;
+    return diag_set(DIAG_UNAVAILABLE, "%s", o.why);
 }
 
 int mail_spool_sweep(const char *dir, int64_t older_than_ms)
@@ -136,45 +213,61 @@ static int on_progress(void *clientp, curl_off_t dltotal, curl_off_t dlnow, curl
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
-int mail_smtp_send(const char *url, const char *from_addr, const char *to, const char *msg,
-                   size_t len, const atomic_int *stop)
+/* One message over the session's connection (libcurl keeps it open
+ * between transfers of one handle): 0, or -1 with o failed; *lost when no
+ * server reply came back (the connection, not this message, failed). */
+static int smtp_one(CURL *curl, const char *url, mail_out_t *o, const atomic_int *stop, bool *lost)
 {
+    struct curl_slist *rcpt = curl_slist_append(NULL, o->to);
+    if (!rcpt) {
+        diag_set(DIAG_INTERNAL, "out of memory");
+        out_failed(o);
+        return -1;
+    }
+    upload_t u = {o->msg, o->len, stop};
+    curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, rcpt);
+    curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)o->len);
+    curl_easy_setopt(curl, CURLOPT_READDATA, &u);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &u);
+    CURLcode res = curl_easy_perform(curl);
+    curl_slist_free_all(rcpt);
+    if (res == CURLE_OK) {
+        o->rc = 0;
+        return 0;
+    }
+    long code = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+    *lost = code == 0;
+    diag_set(DIAG_UNAVAILABLE, "SMTP %s: %s (reply %ld)", url, curl_easy_strerror(res), code);
+    out_failed(o);
+    return -1;
+}
+
+int mail_smtp_send_batch(const char *url, const char *from_addr, mail_out_t *out, int n,
+                         const atomic_int *stop)
+{
+    for (int i = 0; i < n; i++) out[i].rc = 1;
     pthread_once(&curl_once, curl_init);
     CURL *curl = curl_easy_init();
     if (!curl) return diag_set(DIAG_INTERNAL, "curl_easy_init failed");
     char from[MAIL_ADDR_MAX + 3];
     snprintf(from, sizeof(from), "<%s>", from_addr);
-    struct curl_slist *rcpt = curl_slist_append(NULL, to);
-    upload_t u = {msg, len, stop};
-    int rc = -1;
-    if (!rcpt) {
-        diag_set(DIAG_INTERNAL, "out of memory");
-        goto out;
-    }
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
     curl_easy_setopt(curl, CURLOPT_MAIL_FROM, from);
-    curl_easy_setopt(curl, CURLOPT_MAIL_RCPT, rcpt);
     curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(curl, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(curl, CURLOPT_READDATA, &u);
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &u);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, MAIL_SMTP_TIMEOUT_MS);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, MAIL_SMTP_CONNECT_MS);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    CURLcode res = curl_easy_perform(curl);
-    if (res != CURLE_OK) {
-        long code = 0;
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-        diag_set(DIAG_UNAVAILABLE, "SMTP %s: %s (reply %ld)", url, curl_easy_strerror(res), code);
-        goto out;
-    }
-    rc = 0;
-out:
-    curl_slist_free_all(rcpt);
+    int delivered = 0;
+    bool lost = false;
+    /* a lost connection ends the batch: the rest stay untried (rc 1), as
+     * one at a time they would each wait for the same dead server */
+    for (int i = 0; i < n && !lost && !(stop && atomic_load(stop)); i++)
+        if (smtp_one(curl, url, &out[i], stop, &lost) == 0) delivered++;
     curl_easy_cleanup(curl);
-    return rc;
+    return delivered;
 }

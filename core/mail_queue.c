@@ -7,13 +7,15 @@
  *                state (attempts, next_at, last_error);
  *   mail_sent    the ids delivered, so queuing one again is a no-op.
  *
- * Worker loop: take the first due row in (next_at, seq) order, which is
- * the index's (new rows have next_at 0, so they go in seq order and a row
- * waiting for a retry does not hold them up), format it (Date = its created_at,
- * so every delivery of it is the same bytes), deliver it outside any
- * transaction, then in one transaction delete it and note its id as sent.
- * A failed delivery pushes the row's next_at back (exponential, up to
- * MAIL_BACKOFF_MAX_MS) and the worker moves on to other due rows. With
+ * Worker loop: take the first MAIL_BATCH_MAX due rows in (next_at, seq)
+ * order, which is the index's (new rows have next_at 0, so they go in seq
+ * order and a row waiting for a retry does not hold them up), format them
+ * (Date = created_at, so every delivery of a row is the same bytes),
+ * deliver them outside any transaction as one batch (one sync of the spool,
+ * or one SMTP connection), then in one transaction delete the delivered
+ * ones and note their ids as sent. A failed delivery pushes its row's
+ * next_at back (exponential, up to MAIL_BACKOFF_MAX_MS) and the worker
+ * moves on to other due rows. With
  * nothing due it sleeps until the next retry, a wake from a commit that
  * queued mail (after-commit hook of mail_enqueue), or MAIL_IDLE_MS, which
  * also catches rows another process (e.g. a CLI command) wrote.
@@ -144,16 +146,18 @@ static void row_free(mail_row_t *r)
     r->subject = r->body = NULL;
 }
 
-/* The first row due at `now`, by the mail_outbox_due index (ORDER BY seq
- * alone would sort every due row: milliseconds per mail at 100k queued):
- * 1 found, 0 none, -1 error. */
-static int next_due(db_conn_t *c, int64_t now, mail_row_t *r)
+/* Up to `cap` rows due at `now` in (next_at, seq) order, the index's (new
+ * rows have next_at 0, so they go in seq order and a row waiting for a
+ * retry does not hold them up): how many, or -1. */
+static int load_due(db_conn_t *c, int64_t now, mail_row_t *rows, int cap)
 {
     sqlite3_stmt *st = db_stmt(c, "SELECT seq, id, to_addr, subject, body, created_at, attempts "
-                                  "FROM mail_outbox WHERE next_at <= ?1 ORDER BY next_at, seq LIMIT 1");
-    if (!st || db_bind_int64(st, 1, now) < 0) return -1;
-    int rc = db_step(c, st);
-    if (rc == 1) {
+                                  "FROM mail_outbox WHERE next_at <= ?1 ORDER BY next_at, seq "
+                                  "LIMIT ?2");
+    if (!st || db_bind_int64(st, 1, now) < 0 || db_bind_int64(st, 2, cap) < 0) return -1;
+    int n = 0, rc;
+    while (n < cap && (rc = db_step(c, st)) == 1) {
+        mail_row_t *r = &rows[n++];
         r->seq = sqlite3_column_int64(st, 0);
         snprintf(r->id, sizeof(r->id), "%s", db_col_text(st, 1));
         snprintf(r->to, sizeof(r->to), "%s", db_col_text(st, 2));
@@ -161,13 +165,17 @@ static int next_due(db_conn_t *c, int64_t now, mail_row_t *r)
         r->body = strdup(db_col_text(st, 4));
         r->created_at = sqlite3_column_int64(st, 5);
         r->attempts = sqlite3_column_int64(st, 6);
-        sqlite3_reset(st);
         if (!r->subject || !r->body) {
-            row_free(r);
-            return diag_set(DIAG_INTERNAL, "out of memory");
+            rc = diag_set(DIAG_INTERNAL, "out of memory");
+            break;
         }
     }
-    return rc;
+    sqlite3_reset(st);
+    if (rc < 0) {
+        for (int i = 0; i < n; i++) row_free(&rows[i]);
+        return -1;
+    }
+    return n;
 }
 
 /* The earliest next_at of any row (INT64_MAX when the outbox is empty). */
@@ -182,68 +190,100 @@ static int64_t earliest_due(db_conn_t *c)
     return at;
 }
 
-static int deliver(mail_worker_t *w, const mail_row_t *r)
+/* Format rows[0..n) into out[] and deliver them, outside any transaction.
+ * A delivery aborted by a stop is left untried. */
+static void deliver(mail_worker_t *w, const mail_row_t *rows, mail_out_t *out, int n)
 {
-    mail_msg_t m = {r->id, r->to, r->subject, r->body};
-    char *msg = NULL;
-    size_t len = 0;
-    if (mail_format(&msg, &len, &m, w->from, r->created_at) < 0) return -1;
-    int rc = w->smtp_url[0] ? mail_smtp_send(w->smtp_url, w->from_addr, r->to, msg, len, &w->stop)
-                            : mail_spool_write(w->spool, r->id, msg, len);
-    free(msg);
-    return rc;
+    mail_out_t batch[MAIL_BATCH_MAX]; /* the formatted ones: batch[j] is out[of[j]] */
+    int of[MAIL_BATCH_MAX], k = 0;
+    for (int i = 0; i < n; i++) {
+        mail_msg_t m = {rows[i].id, rows[i].to, rows[i].subject, rows[i].body};
+        char *msg = NULL;
+        size_t len = 0;
+        out[i] = (mail_out_t){.id = rows[i].id, .to = rows[i].to, .rc = -1};
+        if (mail_format(&msg, &len, &m, w->from, rows[i].created_at) < 0) {
+            snprintf(out[i].why, sizeof(out[i].why), "%s", diag_last()->message);
+            continue;
+        }
+        batch[k] = out[i];
+        batch[k].msg = msg;
+        batch[k].len = len;
+        of[k++] = i;
+    }
+    int sent = k == 0 ? 0
+               : w->smtp_url[0] ? mail_smtp_send_batch(w->smtp_url, w->from_addr, batch, k, &w->stop)
+                                : mail_spool_write_batch(w->spool, batch, k);
+    for (int j = 0; j < k; j++) {
+        if (sent < 0) {
+            batch[j].rc = -1;
+            snprintf(batch[j].why, sizeof(batch[j].why), "%s", diag_last()->message);
+        }
+        if (batch[j].rc < 0 && atomic_load(&w->stop)) batch[j].rc = 1;
+        free((char *)batch[j].msg);
+        batch[j].msg = NULL;
+        out[of[j]] = batch[j];
+    }
 }
 
-static int mark_sent(db_conn_t *c, const mail_row_t *r)
+/* In one transaction: each delivered row deleted and its id noted as
+ * sent; each failed one pushed back (exponential, up to
+ * MAIL_BACKOFF_MAX_MS); untried ones left as they are. */
+static int settle(db_conn_t *c, const mail_row_t *rows, const mail_out_t *out, int n)
 {
     if (db_begin(c) < 0) return -1;
-    sqlite3_stmt *st = db_stmt(c, "DELETE FROM mail_outbox WHERE seq = ?1");
-    if (!st || db_bind_int64(st, 1, r->seq) < 0 || db_step_done(c, st) < 0) goto fail;
-    st = db_stmt(c, "INSERT OR IGNORE INTO mail_sent(id, sent_at) VALUES (?1, ?2)");
-    if (!st || db_bind_text(st, 1, r->id) < 0 || db_bind_int64(st, 2, clock_now_ms()) < 0 ||
-        db_step_done(c, st) < 0 || db_commit(c) < 0)
-        goto fail;
-    return 0;
+    int64_t now = clock_now_ms();
+    for (int i = 0; i < n; i++) {
+        const mail_row_t *r = &rows[i];
+        sqlite3_stmt *st = NULL;
+        if (out[i].rc == 0) {
+            st = db_stmt(c, "DELETE FROM mail_outbox WHERE seq = ?1");
+            if (!st || db_bind_int64(st, 1, r->seq) < 0 || db_step_done(c, st) < 0) goto fail;
+            st = db_stmt(c, "INSERT OR IGNORE INTO mail_sent(id, sent_at) VALUES (?1, ?2)");
+            if (!st || db_bind_text(st, 1, r->id) < 0 || db_bind_int64(st, 2, now) < 0 ||
+                db_step_done(c, st) < 0)
+                goto fail;
+        } else if (out[i].rc < 0) {
+            int64_t delay = MAIL_BACKOFF_MIN_MS;
+            for (int64_t a = 0; a < r->attempts && delay < MAIL_BACKOFF_MAX_MS; a++) delay *= 2;
+            if (delay > MAIL_BACKOFF_MAX_MS) delay = MAIL_BACKOFF_MAX_MS;
+            st = db_stmt(c, "UPDATE mail_outbox SET attempts = attempts + 1, next_at = ?2, "
+                            "last_error = ?3 WHERE seq = ?1");
+            if (!st || db_bind_int64(st, 1, r->seq) < 0 || db_bind_int64(st, 2, now + delay) < 0 ||
+                db_bind_text(st, 3, out[i].why) < 0 || db_step_done(c, st) < 0)
+                goto fail;
+        }
+    }
+    return db_commit(c);
 fail:
     db_rollback(c);
     return -1;
 }
 
-static int mark_failed(db_conn_t *c, const mail_row_t *r, const char *why)
-{
-    int64_t delay = MAIL_BACKOFF_MIN_MS;
-    for (int64_t i = 0; i < r->attempts && delay < MAIL_BACKOFF_MAX_MS; i++) delay *= 2;
-    if (delay > MAIL_BACKOFF_MAX_MS) delay = MAIL_BACKOFF_MAX_MS;
-    sqlite3_stmt *st = db_stmt(c, "UPDATE mail_outbox SET attempts = attempts + 1, next_at = ?2, "
-                                  "last_error = ?3 WHERE seq = ?1");
-    if (!st || db_bind_int64(st, 1, r->seq) < 0 ||
-        db_bind_int64(st, 2, clock_now_ms() + delay) < 0 || db_bind_text(st, 3, why) < 0)
-        return -1;
-    return db_step_done(c, st); /* autocommit: one statement */
-}
-
-/* Deliver one due row: 1 delivered or failed (look again), 0 nothing due, -1 error. */
+/* Deliver up to MAIL_BATCH_MAX due rows: how many were tried (delivered or
+ * failed; look again), 0 nothing due, -1 error. */
 static int mail_round(mail_worker_t *w, db_conn_t *c)
 {
-    mail_row_t r = {0};
-    int rc = next_due(c, clock_now_ms(), &r);
-    if (rc <= 0) return rc;
-    if (deliver(w, &r) == 0) {
-        rc = mark_sent(c, &r) < 0 ? -1 : 1;
-        if (rc == 1) {
+    mail_row_t rows[MAIL_BATCH_MAX];
+    mail_out_t out[MAIL_BATCH_MAX];
+    memset(rows, 0, sizeof(rows));
+    int n = load_due(c, clock_now_ms(), rows, MAIL_BATCH_MAX);
+    if (n <= 0) return n;
+    deliver(w, rows, out, n);
+    int rc = settle(c, rows, out, n), tried = 0;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        const mail_row_t *r = &rows[i];
+        if (out[i].rc == 0) {
             metrics_inc(w->delivered, 1);
-            log_info("mail %s to %s delivered%s", r.id, r.to, w->smtp_url[0] ? " (smtp)" : "");
+            log_info("mail %s to %s delivered%s", r->id, r->to, w->smtp_url[0] ? " (smtp)" : "");
+        } else if (out[i].rc < 0) {
+            metrics_inc(w->failures, 1);
+            log_warn("mail %s to %s not delivered (attempt %lld): %s", r->id, r->to,
+                     (long long)r->attempts + 1, out[i].why);
         }
-    } else if (!atomic_load(&w->stop)) {
-        char why[sizeof(diag_last()->message)];
-        snprintf(why, sizeof(why), "%s", diag_last()->message);
-        metrics_inc(w->failures, 1);
-        log_warn("mail %s to %s not delivered (attempt %lld): %s", r.id, r.to,
-                 (long long)r.attempts + 1, why);
-        rc = mark_failed(c, &r, why) < 0 ? -1 : 1;
+        tried += out[i].rc != 1;
     }
-    row_free(&r);
-    return rc;
+    for (int i = 0; i < n; i++) row_free(&rows[i]);
+    return rc < 0 ? -1 : tried;
 }
 
 /* Sleep until `ms` pass, a wake after `seen`, or stop. */
@@ -275,7 +315,7 @@ static void *worker_main(void *arg)
         unsigned seen = w->wakeups; /* a commit from here on ends the sleep below */
         pthread_mutex_unlock(&w->lock);
         int rc = mail_round(w, c);
-        if (rc == 1) {
+        if (rc > 0) {
             backoff = 0;
             continue;
         }
@@ -334,7 +374,7 @@ int mail_deliver_due(db_t *db, const config_t *cfg)
         return -1;
     }
     int rc, n = 0;
-    while ((rc = mail_round(w, c)) == 1) n++; /* a failed row is not due again at once */
+    while ((rc = mail_round(w, c)) > 0) n += rc; /* a failed row is not due again at once */
     free(w);
     return rc < 0 ? -1 : n;
 }

@@ -8,7 +8,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -315,6 +318,35 @@ static void test_spool(void)
     T_EQ_INT(mail_spool_sweep("/nonexistent-spool-dir", 60000), 0);
 }
 
+/* A batch with one message that cannot take its place (a directory holds
+ * its name): the others are delivered, that one fails alone, and no temp
+ * file is left. */
+static void test_spool_batch(void)
+{
+    char dir[600], blocker[700];
+    snprintf(dir, sizeof(dir), "%s/batch", g_dir);
+    T_EQ_INT(mkdir(dir, 0700), 0);
+    snprintf(blocker, sizeof(blocker), "%s/b2.eml", dir);
+    T_EQ_INT(mkdir(blocker, 0700), 0);
+    mail_out_t out[3] = {{.id = "b1", .msg = "one\r\n", .len = 5},
+                         {.id = "b2", .msg = "two\r\n", .len = 5},
+                         {.id = "b3", .msg = "three\r\n", .len = 7}};
+    T_EQ_INT(mail_spool_write_batch(dir, out, 3), 2);
+    T_EQ_INT(out[0].rc, 0);
+    T_EQ_INT(out[1].rc, -1);
+    T_CHECK(strstr(out[1].why, "rename") != NULL);
+    T_EQ_INT(out[2].rc, 0);
+    char path[700];
+    snprintf(path, sizeof(path), "%s/b3.eml", dir);
+    T_EQ_STR(read_file(path), "three\r\n");
+    T_EQ_INT(count_all(dir), 3); /* b1.eml, b3.eml and the blocking directory */
+    /* more than a batch holds is refused, nothing written */
+    mail_out_t many[MAIL_BATCH_MAX + 1];
+    memset(many, 0, sizeof(many));
+    T_EQ_INT(mail_spool_write_batch(dir, many, MAIL_BATCH_MAX + 1), -1);
+    T_EQ_INT(count_all(dir), 3);
+}
+
 static int64_t qint(db_t *db, const char *sql, const char *arg)
 {
     db_conn_t *c = db_conn(db);
@@ -437,7 +469,161 @@ static void test_queue_spool(void)
     T_EQ_INT(mail_pending(db), 0);
     T_EQ_INT(count_files(spool), 4);
     T_EQ_INT(mail_deliver_due(db, &cfg), 0);
+
+    /* more than two batches in one go, one of them unable to take its
+     * place: all tried once, the others each delivered once */
+    char blocker[800];
+    snprintf(blocker, sizeof(blocker), "%s/many-77.eml", spool);
+    T_EQ_INT(mkdir(blocker, 0700), 0);
+    int many = 2 * MAIL_BATCH_MAX + 9;
+    T_EQ_INT(db_begin(c), 0);
+    for (int i = 0; i < many; i++) {
+        char id[32], to[64];
+        snprintf(id, sizeof(id), "many-%d", i);
+        snprintf(to, sizeof(to), "p%d@uberpopug.inc", i);
+        mail_msg_t mi = {id, to, "Payout", "x"};
+        T_EQ_INT(mail_enqueue(c, &mi), 0);
+    }
+    T_EQ_INT(db_commit(c), 0);
+    T_EQ_INT(mail_deliver_due(db, &cfg), many);
+    T_EQ_INT(count_files(spool), 4 + many); /* the blocker counts as one */
+    T_EQ_INT(count_all(spool), 4 + many);   /* no temp file */
+    T_EQ_INT(qint(db, "SELECT count(*) FROM mail_sent WHERE id LIKE 'many-%'", NULL), many - 1);
+    T_EQ_INT(qint(db, "SELECT attempts FROM mail_outbox WHERE id = ?1", "many-77"), 1);
+    T_EQ_INT(qint(db, "SELECT last_error LIKE '%rename%' FROM mail_outbox", NULL), 1);
+    snprintf(path, sizeof(path), "%s/many-130.eml", spool);
+    eml = read_file(path);
+    T_CHECK(eml && strstr(eml, "To: p130@uberpopug.inc\r\n"));
     mail_stop_all();
+    db_close(db);
+}
+
+/* --- a small SMTP server, one connection at a time -------------------- */
+
+typedef struct smtp_srv {
+    int fd, port;
+    int connections, accepted, refused;
+    char refuse_rcpt[64]; /* RCPT TO this address gets 550 */
+    char last_rcpt[64];
+    pthread_t thread;
+} smtp_srv_t;
+
+static int srv_line(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        ssize_t r = recv(fd, buf + n, 1, 0);
+        if (r <= 0) return -1;
+        if (buf[n++] == '\n') break;
+    }
+    buf[n] = '\0';
+    return (int)n;
+}
+
+static void srv_say(int fd, const char *s) { (void)!send(fd, s, strlen(s), MSG_NOSIGNAL); }
+
+static void *srv_main(void *arg)
+{
+    smtp_srv_t *v = arg;
+    for (;;) {
+        int c = accept(v->fd, NULL, NULL);
+        if (c < 0) return NULL; /* the listening socket was shut down */
+        v->connections++;
+        char line[1024];
+        bool refused = false;
+        srv_say(c, "220 test ESMTP\r\n");
+        while (srv_line(c, line, sizeof(line)) > 0) {
+            if (strncasecmp(line, "EHLO", 4) == 0 || strncasecmp(line, "HELO", 4) == 0) {
+                srv_say(c, "250 test\r\n");
+            } else if (strncasecmp(line, "MAIL", 4) == 0) {
+                refused = false;
+                srv_say(c, "250 OK\r\n");
+            } else if (strncasecmp(line, "RCPT", 4) == 0) {
+                const char *lt = strchr(line, '<'), *gt = lt ? strchr(lt, '>') : NULL;
+                snprintf(v->last_rcpt, sizeof(v->last_rcpt), "%.*s", lt && gt ? (int)(gt - lt - 1) : 0,
+                         lt ? lt + 1 : "");
+                refused = strcmp(v->last_rcpt, v->refuse_rcpt) == 0;
+                if (refused) v->refused++;
+                srv_say(c, refused ? "550 no such popug\r\n" : "250 OK\r\n");
+            } else if (strncasecmp(line, "DATA", 4) == 0) {
+                srv_say(c, "354 go on\r\n");
+                while (srv_line(c, line, sizeof(line)) > 0 && strcmp(line, ".\r\n") != 0) {}
+                v->accepted++;
+                srv_say(c, "250 queued\r\n");
+            } else if (strncasecmp(line, "QUIT", 4) == 0) {
+                srv_say(c, "221 bye\r\n");
+                break;
+            } else {
+                srv_say(c, "250 OK\r\n"); /* RSET, NOOP */
+            }
+        }
+        close(c);
+    }
+}
+
+static int srv_start(smtp_srv_t *v)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    v->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (v->fd < 0 || bind(v->fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(v->fd, 8) != 0 ||
+        getsockname(v->fd, (struct sockaddr *)&a, &alen) != 0)
+        return -1;
+    v->port = ntohs(a.sin_port);
+    return pthread_create(&v->thread, NULL, srv_main, v) == 0 ? 0 : -1;
+}
+
+static void srv_stop(smtp_srv_t *v)
+{
+    shutdown(v->fd, SHUT_RDWR);
+    pthread_join(v->thread, NULL);
+    close(v->fd);
+}
+
+/* Queue mails smtp-<first>.. in one transaction; the one at `refused`
+ * goes to the address the server refuses. */
+static void enqueue_smtp(db_t *db, int first, int n, int refused)
+{
+    db_conn_t *c = db_conn(db);
+    T_EQ_INT(db_begin(c), 0);
+    for (int i = first; i < first + n; i++) {
+        char id[32], to[64];
+        snprintf(id, sizeof(id), "smtp-%d", i);
+        snprintf(to, sizeof(to), i == refused ? "nobody@uberpopug.inc" : "p%d@uberpopug.inc", i);
+        mail_msg_t m = {id, to, "Payout", "x"};
+        T_EQ_INT(mail_enqueue(c, &m), 0);
+    }
+    T_EQ_INT(db_commit(c), 0);
+}
+
+/* Mails due together go over one SMTP connection, each its own
+ * transaction; a recipient the server refuses fails alone. */
+static void test_queue_smtp_batch(void)
+{
+    smtp_srv_t v = {.refuse_rcpt = "nobody@uberpopug.inc"};
+    T_EQ_INT(srv_start(&v), 0);
+    char dbpath[600];
+    snprintf(dbpath, sizeof(dbpath), "%s/smtpb.db", g_dir);
+    db_t *db = NULL;
+    T_EQ_INT(db_open(&db, "smtpb", dbpath, db_core_migrations, NULL), 0);
+    if (!db) return;
+    config_t cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", g_dir);
+    snprintf(cfg.smtp_url, sizeof(cfg.smtp_url), "smtp://127.0.0.1:%d", v.port);
+    enqueue_smtp(db, 0, 6, -1);
+    T_EQ_INT(mail_deliver_due(db, &cfg), 6);
+    T_EQ_INT(v.accepted, 6);
+    T_EQ_INT(v.connections, 1);
+    /* libcurl drops the connection after a refusal; the rest still go */
+    enqueue_smtp(db, 6, 5, 8);
+    T_EQ_INT(mail_deliver_due(db, &cfg), 5);
+    T_EQ_INT(v.accepted, 10);
+    T_EQ_INT(v.refused, 1);
+    T_EQ_INT(mail_pending(db), 1);
+    T_EQ_INT(qint(db, "SELECT attempts FROM mail_outbox WHERE id = ?1", "smtp-8"), 1);
+    T_EQ_INT(qint(db, "SELECT count(*) FROM mail_sent", NULL), 10);
+    srv_stop(&v);
     db_close(db);
 }
 
@@ -521,7 +707,9 @@ int main(void)
     test_format_subject();
     test_validation();
     test_spool();
+    test_spool_batch();
     test_queue_spool();
+    test_queue_smtp_batch();
     test_queue_smtp_down();
     test_config();
     return t_done();
