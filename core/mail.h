@@ -25,6 +25,7 @@
 #define ATES_MAIL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,8 +80,9 @@ int mail_format(char **out, size_t *len, const mail_msg_t *m, const char *from, 
 /* --- delivery (mail_deliver.c) ------------------------------------------- */
 
 /* One message of a delivery batch. The delivery sets rc: 0 delivered, -1
- * failed (why says how), 1 not tried (stopped, or the SMTP connection was
- * lost before its turn). */
+ * failed (why says how), 1 not tried (stopped, or the SMTP server was
+ * unreachable before its turn); and unreachable when it failed with no
+ * reply from the server: the server, not this message, is the trouble. */
 #define MAIL_BATCH_MAX 64
 typedef struct mail_out {
     const char *id;  /* names the spool file */
@@ -88,6 +90,7 @@ typedef struct mail_out {
     const char *msg; /* the formatted message (mail_format) */
     size_t len;
     int rc;
+    bool unreachable;
     char why[DIAG_MESSAGE_MAX]; /* a diag message */
 } mail_out_t;
 
@@ -126,7 +129,9 @@ int mail_start(db_t *db, const config_t *cfg);
 /* Deliver, in the calling thread, every row of db's mail_outbox that is
  * due now, once (a failure schedules its retry as the worker does): for a
  * process that queues mail and exits, e.g. a CLI command, when no running
- * service may deliver it soon. The number of rows tried, or -1. */
+ * service may deliver it soon. It stops at an unreachable SMTP server,
+ * leaving the rest queued for the service's worker. The number of rows
+ * tried, or -1. */
 int mail_deliver_due(db_t *db, const config_t *cfg);
 /* Stop and join every mail worker (a delivery in progress is aborted and
  * retried at the next start). */

@@ -108,7 +108,10 @@ int mail_spool_write_batch(const char *dir, mail_out_t *out, int n)
 {
     if (n < 0 || n > MAIL_BATCH_MAX) return diag_set(DIAG_INTERNAL, "mail batch of %d", n);
     int fds[MAIL_BATCH_MAX], written = 0, any = -1;
-    for (int i = 0; i < n; i++) out[i].rc = 1;
+    for (int i = 0; i < n; i++) {
+        out[i].rc = 1;
+        out[i].unreachable = false;
+    }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         diag_set(DIAG_UNAVAILABLE, "mkdir %s: %s", dir, strerror(errno));
         for (int i = 0; i < n; i++) out_failed(&out[i]);
@@ -214,9 +217,9 @@ static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 /* One message over the session's connection (libcurl keeps it open
- * between transfers of one handle): 0, or -1 with o failed; *lost when no
- * server reply came back (the connection, not this message, failed). */
-static int smtp_one(CURL *curl, const char *url, mail_out_t *o, const atomic_int *stop, bool *lost)
+ * between transfers of one handle): 0, or -1 with o failed (unreachable
+ * when no server reply came back). */
+static int smtp_one(CURL *curl, const char *url, mail_out_t *o, const atomic_int *stop)
 {
     struct curl_slist *rcpt = curl_slist_append(NULL, o->to);
     if (!rcpt) {
@@ -237,16 +240,19 @@ static int smtp_one(CURL *curl, const char *url, mail_out_t *o, const atomic_int
     }
     long code = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-    *lost = code == 0;
     diag_set(DIAG_UNAVAILABLE, "SMTP %s: %s (reply %ld)", url, curl_easy_strerror(res), code);
     out_failed(o);
+    o->unreachable = code == 0;
     return -1;
 }
 
 int mail_smtp_send_batch(const char *url, const char *from_addr, mail_out_t *out, int n,
                          const atomic_int *stop)
 {
-    for (int i = 0; i < n; i++) out[i].rc = 1;
+    for (int i = 0; i < n; i++) {
+        out[i].rc = 1;
+        out[i].unreachable = false;
+    }
     pthread_once(&curl_once, curl_init);
     CURL *curl = curl_easy_init();
     if (!curl) return diag_set(DIAG_INTERNAL, "curl_easy_init failed");
@@ -262,12 +268,11 @@ int mail_smtp_send_batch(const char *url, const char *from_addr, mail_out_t *out
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, MAIL_SMTP_TIMEOUT_MS);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, MAIL_SMTP_CONNECT_MS);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    /* an unreachable server ends the batch: the rest stay untried (rc 1),
+     * as each of them would wait for the same dead server */
     int delivered = 0;
-    bool lost = false;
-    /* a lost connection ends the batch: the rest stay untried (rc 1), as
-     * one at a time they would each wait for the same dead server */
-    for (int i = 0; i < n && !lost && !(stop && atomic_load(stop)); i++)
-        if (smtp_one(curl, url, &out[i], stop, &lost) == 0) delivered++;
+    for (int i = 0; i < n && !(i > 0 && out[i - 1].unreachable) && !(stop && atomic_load(stop)); i++)
+        if (smtp_one(curl, url, &out[i], stop) == 0) delivered++;
     curl_easy_cleanup(curl);
     return delivered;
 }

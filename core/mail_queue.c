@@ -260,9 +260,11 @@ fail:
 }
 
 /* Deliver up to MAIL_BATCH_MAX due rows: how many were tried (delivered or
- * failed; look again), 0 nothing due, -1 error. */
-static int mail_round(mail_worker_t *w, db_conn_t *c)
+ * failed; look again), 0 nothing due, -1 error. *unreachable when the SMTP
+ * server could not be reached. */
+static int mail_round(mail_worker_t *w, db_conn_t *c, bool *unreachable)
 {
+    *unreachable = false;
     mail_row_t rows[MAIL_BATCH_MAX];
     mail_out_t out[MAIL_BATCH_MAX];
     memset(rows, 0, sizeof(rows));
@@ -281,13 +283,14 @@ static int mail_round(mail_worker_t *w, db_conn_t *c)
                      (long long)r->attempts + 1, out[i].why);
         }
         tried += out[i].rc != 1;
+        *unreachable |= out[i].unreachable;
     }
     for (int i = 0; i < n; i++) row_free(&rows[i]);
     return rc < 0 ? -1 : tried;
 }
 
-/* Sleep until `ms` pass, a wake after `seen`, or stop. */
-static void worker_sleep(mail_worker_t *w, unsigned seen, int64_t ms)
+/* Sleep until `ms` pass, a wake after *seen (NULL: none counts), or stop. */
+static void worker_sleep(mail_worker_t *w, const unsigned *seen, int64_t ms)
 {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
@@ -298,7 +301,7 @@ static void worker_sleep(mail_worker_t *w, unsigned seen, int64_t ms)
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&w->lock);
-    while (!atomic_load(&w->stop) && w->wakeups == seen)
+    while (!atomic_load(&w->stop) && (!seen || w->wakeups == *seen))
         if (pthread_cond_timedwait(&w->cond, &w->lock, &until) != 0) break;
     pthread_mutex_unlock(&w->lock);
 }
@@ -314,23 +317,24 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&w->lock);
         unsigned seen = w->wakeups; /* a commit from here on ends the sleep below */
         pthread_mutex_unlock(&w->lock);
-        int rc = mail_round(w, c);
-        if (rc > 0) {
+        bool unreachable = false;
+        int rc = mail_round(w, c, &unreachable);
+        if (rc > 0 && !unreachable) {
             backoff = 0;
             continue;
         }
-        if (rc < 0) {
-            log_diag(LOG_ERROR, "mail worker");
+        if (rc < 0 || unreachable) { /* the rest wait for the server, not a row each */
+            if (rc < 0) log_diag(LOG_ERROR, "mail worker");
             backoff = backoff ? (backoff * 2 > MAIL_BACKOFF_MAX_MS ? MAIL_BACKOFF_MAX_MS : backoff * 2)
                               : MAIL_BACKOFF_MIN_MS;
-            worker_sleep(w, seen, backoff);
+            worker_sleep(w, unreachable ? NULL : &seen, backoff); /* commits do not revive a server */
             continue;
         }
         backoff = 0;
         int64_t wait = earliest_due(c) - clock_now_ms();
         if (wait > MAIL_IDLE_MS) wait = MAIL_IDLE_MS;
         if (wait < 1) wait = 1;
-        worker_sleep(w, seen, wait);
+        worker_sleep(w, &seen, wait);
     }
     return NULL;
 }
@@ -373,8 +377,13 @@ int mail_deliver_due(db_t *db, const config_t *cfg)
         free(w);
         return -1;
     }
-    int rc, n = 0;
-    while ((rc = mail_round(w, c)) > 0) n += rc; /* a failed row is not due again at once */
+    int rc = 0, n = 0;
+    bool unreachable = false;
+    /* a failed row is not due again at once */
+    while (!unreachable && (rc = mail_round(w, c, &unreachable)) > 0) n += rc;
+    if (unreachable)
+        log_warn("mail: the SMTP server is unreachable; %lld mails stay queued for the service",
+                 (long long)mail_pending(db));
     free(w);
     return rc < 0 ? -1 : n;
 }

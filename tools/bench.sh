@@ -16,7 +16,12 @@ cleanup() {
     echo "ates exited during the bench; the end of its log:" >&2
     tail -n 40 "$tmp/ates.log" >&2
   fi
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null
+  # BENCH_KEEP_LOGS=DIR: the logs of ates and nats-server outlive the run there
+  if [ -n "${BENCH_KEEP_LOGS:-}" ] && mkdir -p "$BENCH_KEEP_LOGS"; then
+    cp "$tmp"/ates.log "$tmp"/nats.log "$BENCH_KEEP_LOGS"/ 2>/dev/null
+  fi
+  rm -rf "$tmp"
 }
 trap cleanup EXIT
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
@@ -47,7 +52,7 @@ hp=$(port)
 mkdir -p "$tmp/data" "$tmp/rules"
 ATES_HTTP_ADDR="127.0.0.1:$hp" ATES_NATS_URL="nats://127.0.0.1:$np" ATES_DATA_DIR="$tmp/data" \
   ATES_RULES_DIR="${ATES_RULES_DIR:-$PWD/rules}" ATES_SCHEMAS_DIR="$PWD/config/schemas" \
-  ATES_ADMIN_PASSWORD=bench-password ATES_LOG=warn \
+  ATES_ADMIN_PASSWORD=bench-password ATES_LOG="${BENCH_ATES_LOG:-warn}" \
   "$build/ates" serve >"$tmp/ates.log" 2>&1 & ates_pid=$!; pids+=($ates_pid)
 up "$hp" || { echo "ates did not start:" >&2; cat "$tmp/ates.log" >&2; exit 1; }
 health=$(rate "http://127.0.0.1:$hp/health")

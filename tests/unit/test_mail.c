@@ -644,6 +644,21 @@ static void test_queue_smtp_down(void)
     memset(&cfg, 0, sizeof(cfg));
     snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", g_dir);
     snprintf(cfg.smtp_url, sizeof(cfg.smtp_url), "smtp://127.0.0.1:%d", ntohs(a.sin_port));
+    /* a process delivering what is due stops at the first unreachable try:
+     * one row tried, the others left as they were for the worker */
+    mail_msg_t d1 = {"down-1", "a@uberpopug.inc", "Down", "x"}, d2 = {"down-2", "b@uberpopug.inc", "Down", "x"},
+               d3 = {"down-3", "c@uberpopug.inc", "Down", "x"};
+    db_conn_t *c = db_conn(db);
+    T_EQ_INT(db_begin(c), 0);
+    T_EQ_INT(mail_enqueue(c, &d1), 0);
+    T_EQ_INT(mail_enqueue(c, &d2), 0);
+    T_EQ_INT(mail_enqueue(c, &d3), 0);
+    T_EQ_INT(db_commit(c), 0);
+    T_EQ_INT(mail_deliver_due(db, &cfg), 1);
+    T_EQ_INT(qint(db, "SELECT attempts FROM mail_outbox WHERE id = ?1", "down-1"), 1);
+    T_EQ_INT(qint(db, "SELECT sum(attempts) FROM mail_outbox", NULL), 1);
+    T_EQ_INT(db_exec(c, "DELETE FROM mail_outbox"), 0);
+
     T_EQ_INT(mail_start(db, &cfg), 0);
     mail_msg_t m = {"retry-1", "popug@uberpopug.inc", "Retry", "x"};
     T_EQ_INT(enqueue_tx(db, &m, 1), 0);
