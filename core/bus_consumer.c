@@ -616,6 +616,9 @@ static int collect(bus_consumer_t *cs, natsMsg **msgs, int *n)
         natsStatus s = natsSubscription_NextMsg(&msg, cs->sub, *n == 0 ? wait : 0);
         if (s == NATS_TIMEOUT) {
             /* not even an expiry came back: the request is presumed lost */
+            if (*n == 0 && !parked_due && cs->owed > 0)
+                log_info("pull from %s as %s: no answer in %d ms (a busy broker?); asking again",
+                         cs->stream, cs->service, CONSUMER_SILENCE_MS);
             if (*n == 0 && !parked_due) cs->owed = 0;
             return 0;
         }
