@@ -52,37 +52,32 @@ ac_load() {  # "ates X%, nats-server Y% of a core" between tick snapshots and wa
 
 # Wait until accounting consumed all the tracker published (the time that
 # took is the backlog's), then until every bus counter of ates stood still
-# for 3 polls in a row: all consumers idle, all outboxes flushed. With
+# for 3 looks in a row: all consumers idle, all outboxes flushed. With
 # "report", prints the rate at which accounting caught up. Returns 1 when
-# BENCH_ACCT_DRAIN_SECONDS ran out.
+# BENCH_ACCT_DRAIN_SECONDS ran out. tools/bench_wait.py does the looking,
+# in one process: a loop of curl and awk would take CPU from what it waits for.
 ac_drain() {
-  local t0 t1="" c0 c=0 snap last="" still=0 deadline dt
+  local t0 c0 out t1 c dt
   t0=$(date +%s%N); ac_metrics
   c0=$(( $(ac_get "$ac_consumed") + $(ac_get "$ac_dead") ))
-  deadline=$(( $(date +%s) + ${BENCH_ACCT_DRAIN_SECONDS:-900} ))
-  while [ "$(date +%s)" -lt "$deadline" ]; do
-    ac_metrics; c=$(( $(ac_get "$ac_consumed") + $(ac_get "$ac_dead") ))
-    if [ -z "$t1" ] && [ "$c" -ge "$(ac_get "$ac_tracker")" ]; then
-      t1=$(date +%s%N)
-      dt=$(ac_ms "$t0" "$t1")
-      [ "${1:-}" = report ] && echo "accounting_backlog caught up with $((c - c0)) events of the tracker" \
-        "in ${dt} ms ($(awk -v n=$((c - c0)) -v t="$dt" 'BEGIN { printf "%.0f", (t > 0 ? 1000 * n / t : 0) }') events/s)"
-    fi
-    if [ -n "$t1" ]; then
-      snap=$(grep -E '^ates_bus_(consumed|published|dead_letters)_total' "$tmp/ac_metrics" | tr '\n' ' ')
-      if [ "$snap" = "$last" ]; then still=$((still + 1)); else still=0; fi
-      last=$snap
-      [ "$still" -ge 3 ] && return 0
-    fi
-    sleep 0.1
-  done
-  echo "accounting: not idle after ${BENCH_ACCT_DRAIN_SECONDS:-900} s" \
-    "(accounting consumed $c of $(ac_get "$ac_tracker") tracker events)" >&2
-  return 1
+  out=$(python3 tools/bench_wait.py "$ac_base" "${BENCH_ACCT_DRAIN_SECONDS:-900}" --idle \
+    "$ac_consumed+$ac_dead>=$ac_tracker")
+  read -r t1 c <<<"$(sed -n 1p <<<"$out")"
+  if [ "$t1" != timeout ] && [ "${1:-}" = report ]; then
+    dt=$(ac_ms "$t0" "$t1")
+    echo "accounting_backlog caught up with $((${c%.*} - c0)) events of the tracker" \
+      "in ${dt} ms ($(awk -v n=$((${c%.*} - c0)) -v t="$dt" 'BEGIN { printf "%.0f", (t > 0 ? 1000 * n / t : 0) }') events/s)"
+  fi
+  if [ "$(sed -n 2p <<<"$out")" = timeout ] || [ "$t1" = timeout ]; then
+    ac_metrics
+    echo "accounting: not idle after ${BENCH_ACCT_DRAIN_SECONDS:-900} s" \
+      "(accounting consumed $(ac_get "$ac_consumed") of $(ac_get "$ac_tracker") tracker events)" >&2
+    return 1
+  fi
 }
 
 ac_pipeline() {
-  local left reassigned c0 a0 t0 t1 t2="" t3="" c a deadline rate u0 n0 load
+  local left reassigned c0 a0 t0 t1 t2 t3 out rate u0 n0 load
   left=$("$build/bench/bench_trim_tasks" "$tmp/data/tracker.db" "$ac_tasks") &&
     left=$("$build/bench/bench_seed_tasks" "$tmp/data/tracker.db" "$ac_tasks" "${popugs[@]}") || return
   ac_drain report || return
@@ -93,16 +88,14 @@ ac_pipeline() {
   reassigned=$(curl -s -m 300 -X POST -H "Authorization: Bearer $ac_token" "$ac_base/api/tasks/shuffle" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["reassigned"])') || return
   t1=$(date +%s%N)
-  deadline=$(( $(date +%s) + ${BENCH_ACCT_DRAIN_SECONDS:-900} ))
-  while [ "$(date +%s)" -lt "$deadline" ]; do
-    ac_metrics; c=$(ac_get "$ac_consumed"); a=$(ac_get "$ac_published")
-    [ -z "$t2" ] && [ $((c - c0)) -ge "$reassigned" ] && t2=$(date +%s%N)
-    [ -z "$t3" ] && [ $((a - a0)) -ge "$reassigned" ] && t3=$(date +%s%N)
-    [ -n "$t2" ] && [ -n "$t3" ] && break
-    sleep 0.05
-  done
-  if [ -z "$t2" ]; then
-    echo "accounting_pipeline: only $((c - c0)) of $reassigned TaskAssigned consumed in time" >&2
+  out=$(python3 tools/bench_wait.py "$ac_base" "${BENCH_ACCT_DRAIN_SECONDS:-900}" \
+    "$ac_consumed>=$((c0 + reassigned))" "$ac_published>=$((a0 + reassigned))")
+  t2=$(sed -n 1p <<<"$out" | cut -d' ' -f1); t3=$(sed -n 2p <<<"$out" | cut -d' ' -f1)
+  [ "$t3" = timeout ] && t3=""
+  if [ "$t2" = timeout ]; then
+    ac_metrics
+    echo "accounting_pipeline: only $(( $(ac_get "$ac_consumed") - c0 )) of $reassigned TaskAssigned" \
+      "consumed in time" >&2
     return
   fi
   load=$(ac_load "$u0" "$n0" "$(ac_ms "$t0" "$(date +%s%N)")")
