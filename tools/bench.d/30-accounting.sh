@@ -85,9 +85,10 @@ ac_pipeline() {
   ac_metrics; c0=$(ac_get "$ac_consumed"); a0=$(ac_get "$ac_published")
   u0=$(ac_cpu "$ac_ates"); n0=$(ac_cpu "$ac_nats")
   t0=$(date +%s%N)
-  reassigned=$(curl -s -m 300 -X POST -H "Authorization: Bearer $ac_token" "$ac_base/api/tasks/shuffle" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["reassigned"])') || return
-  t1=$(date +%s%N)
+  reassigned=$(curl -s -m 300 -X POST -H "Authorization: Bearer $ac_token" "$ac_base/api/tasks/shuffle")
+  t1=$(date +%s%N)  # the answer is read after the clock stops
+  reassigned=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["reassigned"])' <<<"$reassigned") ||
+    return
   out=$(python3 tools/bench_wait.py "$ac_base" "${BENCH_ACCT_DRAIN_SECONDS:-900}" \
     "$ac_consumed>=$((c0 + reassigned))" "$ac_published>=$((a0 + reassigned))")
   t2=$(sed -n 1p <<<"$out" | cut -d' ' -f1); t3=$(sed -n 2p <<<"$out" | cut -d' ' -f1)
