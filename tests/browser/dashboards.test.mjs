@@ -5,7 +5,8 @@
 // the all-tasks view filters and pages; an expired access cookie is renewed
 // silently and a dead session goes back to the login; API errors show as
 // readable messages; an accountant sees the per-day table; an admin sees
-// analytics and everyone else is refused there. A screenshot of every
+// analytics and everyone else is refused there; two overlapping loads of
+// one view leave the newer answer drawn and its button usable. A screenshot of every
 // dashboard is written under build/screenshots/ at desktop and 360 px.
 //
 // Prints one line per test and then "N passed, N failed, N skipped".
@@ -70,8 +71,7 @@ async function test(name, fn, needs = []) {
 async function signIn(who, viewport = H.DESKTOP) {
   const u = USERS[who];
   const ctx = await H.newContext(browser, ates.base, viewport);
-  /* generous: under ASan, beside other jobs, a busy button (a request in
-   * flight) once stayed disabled past 15 s */
+  /* generous: under ASan, beside other jobs, pages are slow */
   ctx.setDefaultTimeout(30000);
   contexts.push(ctx);
   const page = await ctx.newPage();
@@ -411,6 +411,39 @@ async function run() {
     await assertText(page.locator('#expensive tbody tr').first(), money(exp.items[0].reward_cents));
     assert.equal(await page.locator('#exp-chart svg rect.bar').count(), exp.items.length);
     await page.locator(`#an-days tbody tr[data-day="${today.day}"]`).waitFor();
+  }, ['analytics']);
+
+  await test('a load begun while the last is still out: the newer answer stays drawn, Show stays usable', async () => {
+    const { page } = USERS.admin.session;
+    await page.goto('/analytics');
+    await page.waitForFunction(() => { const b = document.querySelector('#exp-show'); return b && !b.disabled; });
+    const path = '**/api/analytics/most-expensive*';
+    /* Two changes of "Per" in a row, each answered after delays[period] ms,
+     * so the two loads overlap and end in the order the delays say. */
+    const overlap = async (delays, first, second) => {
+      const held = [];
+      const handler = (route) => {
+        const period = new URL(route.request().url()).searchParams.get('period');
+        held.push(H.sleep(delays[period] || 0).then(() => route.continue()).catch(() => {}));
+      };
+      await page.route(path, handler);
+      const answered = (period) => page.waitForResponse((r) => r.url().includes('/most-expensive') && r.url().includes(`period=${period}`));
+      const both = Promise.all([answered(first), answered(second)]);
+      await page.getByLabel('Per', { exact: true }).selectOption(first);
+      await page.getByLabel('Per', { exact: true }).selectOption(second);
+      await both;
+      await Promise.all(held);
+      await page.unroute(path, handler);
+      await page.waitForFunction(() => !document.querySelector('#exp-show').hasAttribute('aria-busy'));
+      await H.sleep(100); /* a late answer would be drawn by now */
+    };
+    /* the older load answers last: it must not draw over the newer one */
+    await overlap({ week: 900, month: 200 }, 'week', 'month');
+    assert.equal((await page.locator('#expensive thead th').first().textContent()).trim(), 'Month');
+    /* the newer load ends last: the button must not stay disabled */
+    await overlap({ day: 200, week: 900 }, 'day', 'week');
+    assert.equal((await page.locator('#expensive thead th').first().textContent()).trim(), 'Week');
+    assert.equal(await page.locator('#exp-show').isDisabled(), false, 'Show is usable again');
   }, ['analytics']);
 
   await test('screenshots of every dashboard at desktop and 360 px; nothing wider than the phone', async () => {

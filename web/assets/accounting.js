@@ -4,7 +4,7 @@
 // task; for admins closing a day.
 
 import { get, isMissingService, post, withQuery } from './api.js';
-import { $, busy, errorText, fill, h, say, sayError, table } from './dom.js';
+import { $, busy, errorText, fill, h, loads, say, sayError, table } from './dom.js';
 import { barChart } from './chart.js';
 import { UUID_RE, addDays, dayLabel, dayShort, isDay, money, moneyClass, moneyShort, plural, shortId, time, utcToday } from './format.js';
 import { boot } from './shell.js';
@@ -12,6 +12,8 @@ import { boot } from './shell.js';
 const RANGE_DAYS = 14;
 let me = null;
 let today = null; // the server's business day, once known
+const mineLoads = loads();
+const daysLoads = loads();
 const accounts = new Map(); // id -> {name, email, role} (admin only)
 
 function missingText(err) {
@@ -86,8 +88,10 @@ function dayNet(entries) {
 
 async function loadMine(day) {
   const msg = $('#my-msg');
+  const t = mineLoads.start();
   try {
     const r = await get(withQuery('/api/accounting/me', { day }));
+    if (!mineLoads.current(t)) return;
     say(msg, 'error', '');
     if (!today && isDay(r.day) && !day) today = r.day;
     if (!$('#my-day').value && isDay(r.day)) $('#my-day').value = r.day;
@@ -104,6 +108,7 @@ async function loadMine(day) {
     $('#my-day-count').textContent = `${plural(entries.length, 'entry', 'entries')} on ${dayLabel(r.day)}`;
     fill($('#my-entries'), entriesTable(entries, 'my-entries-table'));
   } catch (err) {
+    if (!mineLoads.current(t)) return;
     say(msg, 'error', missingText(err));
     fill($('#my-entries'));
   }
@@ -149,8 +154,10 @@ async function loadDays() {
     say(msg, 'error', '“From” must not be after “To”.');
     return;
   }
+  const t = daysLoads.start();
   try {
     const r = await busy($('#days-show'), () => get(withQuery('/api/accounting/days', { from, to })));
+    if (!daysLoads.current(t)) return;
     say(msg, 'error', '');
     const items = (r.items || []).slice().sort((a, b) => (a.day < b.day ? -1 : 1));
     const sum = (k) => items.reduce((s, d) => s + (Number(d[k]) || 0), 0);
@@ -180,6 +187,7 @@ async function loadDays() {
       })), { label: 'Earnings per day', id: 'days' })
       : h('p', { class: 'empty' }, 'No activity in this range.'));
   } catch (err) {
+    if (!daysLoads.current(t)) return;
     say(msg, 'error', missingText(err));
     fill($('#days-chart'));
     fill($('#days-table'));

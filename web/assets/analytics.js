@@ -4,12 +4,14 @@
 // completed tasks day by day. Other roles get a readable refusal.
 
 import { get, isMissingService, withQuery } from './api.js';
-import { $, busy, errorText, fill, h, say, table } from './dom.js';
+import { $, busy, errorText, fill, h, loads, say, table } from './dom.js';
 import { barChart } from './chart.js';
 import { addDays, dayLabel, dayShort, isDay, money, moneyClass, moneyShort, utcToday } from './format.js';
 import { boot, refuse } from './shell.js';
 
 let today = null;
+const expensiveLoads = loads();
+const daysLoads = loads();
 
 function missingText(err) {
   return isMissingService(err)
@@ -67,8 +69,10 @@ async function loadExpensive() {
   const from = $('#exp-from').value;
   const to = $('#exp-to').value;
   if (!checkRange(from, to, msg)) return;
+  const t = expensiveLoads.start();
   try {
     const r = await busy($('#exp-show'), () => get(withQuery('/api/analytics/most-expensive', { period, from, to })));
+    if (!expensiveLoads.current(t)) return;
     say(msg, 'error', '');
     const items = (r.items || []).slice().sort((a, b) => (String(a.period) < String(b.period) ? -1 : 1));
     const overall = r.overall && typeof r.overall === 'object' ? r.overall : null;
@@ -92,6 +96,7 @@ async function loadExpensive() {
         })), { label: 'Most expensive task per period', id: 'expensive' })
       : h('p', { class: 'empty' }, 'No task was completed in this range.'));
   } catch (err) {
+    if (!expensiveLoads.current(t)) return;
     say(msg, 'error', missingText(err));
     fill($('#exp-chart'));
     fill($('#exp-table'));
@@ -103,8 +108,10 @@ async function loadDays() {
   const from = $('#an-days-from').value;
   const to = $('#an-days-to').value;
   if (!checkRange(from, to, msg)) return;
+  const t = daysLoads.start();
   try {
     const r = await busy($('#an-days-show'), () => get(withQuery('/api/analytics/days', { from, to })));
+    if (!daysLoads.current(t)) return;
     say(msg, 'error', '');
     const items = (r.items || []).slice().sort((a, b) => (a.day < b.day ? -1 : 1));
     fill($('#an-days-chart'), items.length
@@ -125,6 +132,7 @@ async function loadDays() {
         })), { label: 'Analytics per day', id: 'an-days' })
       : h('p', { class: 'empty' }, 'No activity in this range.'));
   } catch (err) {
+    if (!daysLoads.current(t)) return;
     say(msg, 'error', missingText(err));
     fill($('#an-days-chart'));
     fill($('#an-days-table'));

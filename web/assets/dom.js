@@ -56,21 +56,39 @@ export function errorText(err) {
   return err.message || String(err);
 }
 
-/* Run `fn` with `button` disabled and marked busy; returns fn's result. */
+const busyState = new WeakMap(); // button -> {runs, was}: calls of busy() still running on it
+
+/* Run `fn` with `button` disabled and marked busy; returns fn's result.
+ * Calls may overlap (a change of a filter while the last load is still
+ * out): the button comes back as it was before the first of them only when
+ * the last one ends, never left disabled by one that saw it busy. */
 export async function busy(button, fn) {
-  const was = button ? button.disabled : false;
   if (button) {
+    const st = busyState.get(button) || { runs: 0, was: button.disabled };
+    st.runs += 1;
+    busyState.set(button, st);
     button.disabled = true;
     button.setAttribute('aria-busy', 'true');
   }
   try {
     return await fn();
   } finally {
-    if (button) {
-      button.disabled = was;
+    const st = button && busyState.get(button);
+    if (st && --st.runs === 0) {
+      busyState.delete(button);
+      button.disabled = st.was;
       button.removeAttribute('aria-busy');
     }
   }
+}
+
+/* For a view that may be loaded again before its last load answered:
+ * const t = view.start() before asking; view.current(t) is false once a
+ * newer load has begun, and a late answer is then dropped rather than drawn
+ * over the newer one. */
+export function loads() {
+  let last = 0;
+  return { start: () => ++last, current: (t) => t === last };
 }
 
 /* A table: columns [{label, num?, minor?}] (minor: left out on phones), rows of cell arrays (a cell is text, a

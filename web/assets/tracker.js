@@ -3,7 +3,7 @@
 // shuffle for managers and admins, and every task with filters and pages.
 
 import { get, post, withQuery } from './api.js';
-import { $, busy, errorText, fill, h, say, sayError, table } from './dom.js';
+import { $, busy, errorText, fill, h, loads, say, sayError, table } from './dom.js';
 import { dateTime, plural, shortId } from './format.js';
 import { boot } from './shell.js';
 
@@ -167,13 +167,16 @@ async function refreshMine() {
 /* --- all tasks ---------------------------------------------------------------- */
 
 const all = { cursors: [null], page: 0, next: null };
+const allLoads = loads();
 
 async function loadAll() {
   const msg = $('#all-msg');
   const f = $('#all-filter');
   const q = { assignee: f.assignee.value, status: f.status.value, limit: PAGE_SIZE, after: all.cursors[all.page] };
+  const load = allLoads.start();
   try {
     const r = await get(withQuery('/api/tasks', q));
+    if (!allLoads.current(load)) return;
     say(msg, 'error', '');
     all.next = r.next || null;
     const items = r.items || [];
@@ -199,6 +202,7 @@ async function loadAll() {
     $('#all-next').disabled = !all.next;
     $('#all-where').textContent = `Page ${all.page + 1} · ${plural(items.length, 'task', 'tasks')}`;
   } catch (err) {
+    if (!allLoads.current(load)) return;
     sayError(msg, err);
     fill($('#all-list'));
   }
