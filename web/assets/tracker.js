@@ -123,11 +123,11 @@ function completeButton(task, msgEl) {
 
 const mine = { view: 'open', items: { open: [], done: [] }, more: { open: false, done: false } };
 
+const mineLoads = loads();
+
 async function loadMine(status) {
   const r = await get(withQuery('/api/tasks', { assignee: 'me', status, limit: MINE_LIMIT }));
-  mine.items[status] = r.items || [];
-  mine.more[status] = !!r.next;
-  $(`#mine-${status}-n`).textContent = `(${mine.items[status].length}${mine.more[status] ? '+' : ''})`;
+  return { status, items: r.items || [], more: !!r.next };
 }
 
 function renderMine() {
@@ -155,11 +155,21 @@ function renderMine() {
   mine.more[mine.view] ? h('p', { class: 'hint' }, `Showing the first ${MINE_LIMIT}; see “All tasks” below with “Me” for the rest.`) : null);
 }
 
+/* Both lists, drawn only if no newer refresh began meanwhile (two quick
+ * completions: the first refresh's answers must not bring a done task back). */
 async function refreshMine() {
+  const load = mineLoads.start();
   try {
-    await Promise.all([loadMine('open'), loadMine('done')]);
+    const got = await Promise.all([loadMine('open'), loadMine('done')]);
+    if (!mineLoads.current(load)) return;
+    for (const { status, items, more } of got) {
+      mine.items[status] = items;
+      mine.more[status] = more;
+      $(`#mine-${status}-n`).textContent = `(${items.length}${more ? '+' : ''})`;
+    }
     renderMine();
   } catch (err) {
+    if (!mineLoads.current(load)) return;
     fill($('#mine-list'), h('div', { class: 'msg error', role: 'alert' }, errorText(err)));
   }
 }
