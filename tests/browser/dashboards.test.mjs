@@ -6,7 +6,8 @@
 // silently and a dead session goes back to the login; API errors show as
 // readable messages; an accountant sees the per-day table; an admin sees
 // analytics and everyone else is refused there; two overlapping loads of
-// one view leave the newer answer drawn and its button usable. A screenshot of every
+// one view leave the newer answer drawn and its button usable, and two
+// quick completions never bring a done task back. A screenshot of every
 // dashboard is written under build/screenshots/ at desktop and 360 px.
 //
 // Prints one line per test and then "N passed, N failed, N skipped".
@@ -249,6 +250,42 @@ async function run() {
     await assertText(page.locator('#all-where'), `Page 1 · ${mine} task${mine === 1 ? '' : 's'}`);
     const who = await page.locator('#all-list tbody tr td:nth-child(3)').allTextContents();
     assert.ok(who.length === mine && who.every((w) => w === 'you'), `every row is mine: ${who}`);
+  });
+
+  await test('two quick completions: the older refresh, answered last, does not bring a done task back', async () => {
+    const { page } = USERS.popug.session;
+    for (let i = 0; i < 60 && (await openTasks('popug', 'me', 'open')).length < 2; i++) {
+      const r = await api('admin').post('/api/tasks', { title: `For the race ${i}` });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+    }
+    await page.reload();
+    await page.getByRole('button', { name: /^Open/ }).click();
+    const items = page.locator('#mine-open-list li.task');
+    await items.nth(1).waitFor();
+    const [a, b] = [await items.nth(0).getAttribute('data-task'), await items.nth(1).getAttribute('data-task')];
+    /* the first refresh's open list, read from the server at once, reaches
+     * the page after the second one's */
+    const path = '**/api/tasks?*assignee=me*';
+    let opens = 0;
+    const held = [];
+    const handler = (route) => {
+      const open = new URL(route.request().url()).searchParams.get('status') === 'open';
+      const ms = open ? [900, 200][opens++] ?? 0 : 0;
+      held.push(route.fetch().then(async (response) => {
+        await H.sleep(ms);
+        await route.fulfill({ response });
+      }).catch(() => {}));
+    };
+    await page.route(path, handler);
+    await page.locator(`#mine-open-list li[data-task="${a}"]`).getByRole('button', { name: /^Complete/ }).click();
+    await H.waitFor(async () => opens >= 1, 'the first refresh');
+    await page.locator(`#mine-open-list li[data-task="${b}"]`).getByRole('button', { name: /^Complete/ }).click();
+    await H.waitFor(async () => opens >= 2, 'the second refresh');
+    await Promise.all(held);
+    await page.unroute(path, handler);
+    await H.sleep(200); /* a late answer would be drawn by now */
+    assert.equal(await page.locator(`#mine-open-list li[data-task="${a}"]`).count(), 0, 'the first done task stays out of Open');
+    assert.equal(await page.locator(`#mine-open-list li[data-task="${b}"]`).count(), 0, 'the second done task stays out of Open');
   });
 
   await test('manager shuffles and sees how many open tasks were reassigned; a popug has no shuffle', async () => {
