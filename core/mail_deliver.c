@@ -107,7 +107,7 @@ static void spool_publish(const char *dir, mail_out_t *o, int fd)
 int mail_spool_write_batch(const char *dir, mail_out_t *out, int n)
 {
     if (n < 0 || n > MAIL_BATCH_MAX) return diag_set(DIAG_INTERNAL, "mail batch of %d", n);
-    int fds[MAIL_BATCH_MAX], written = 0, any = -1;
+    int fds[MAIL_BATCH_MAX];
     for (int i = 0; i < n; i++) {
         out[i].rc = 1;
         out[i].unreachable = false;
@@ -119,24 +119,22 @@ int mail_spool_write_batch(const char *dir, mail_out_t *out, int n)
     }
     for (int i = 0; i < n; i++) {
         fds[i] = spool_temp(dir, &out[i]);
-        if (fds[i] < 0) continue;
-        written++;
-        any = fds[i];
+        /* start writing it out now, so the device takes the batch's pages
+         * together and each fdatasync below mostly waits */
+        if (fds[i] >= 0) (void)sync_file_range(fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
     }
-    /* One file: its own fsync. More: one syncfs, a single flush of the
-     * device for all of them (an fsync each costs a flush each). */
-    int synced = written == 0 ? 0 : written == 1 ? fsync(any) : syncfs(any);
-    if (synced < 0) diag_set(DIAG_UNAVAILABLE, "sync the mail spool %s: %s", dir, strerror(errno));
     for (int i = 0; i < n; i++) {
         if (fds[i] < 0) continue;
-        if (synced == 0) {
+        char path[PATH_MAX], tmp[PATH_MAX];
+        spool_names(dir, out[i].id, path, tmp); /* fit when spool_temp made them */
+        if (fdatasync(fds[i]) == 0) {
             spool_publish(dir, &out[i], fds[i]);
             continue;
         }
-        char path[PATH_MAX], tmp[PATH_MAX];
+        diag_set(DIAG_UNAVAILABLE, "fdatasync %s: %s", tmp, strerror(errno));
         out_failed(&out[i]);
         close(fds[i]);
-        if (spool_names(dir, out[i].id, path, tmp) == 0) unlink(tmp);
+        unlink(tmp);
     }
     /* the renames are on disk with the directory; if that sync fails, a
      * later delivery writes the same bytes again */
