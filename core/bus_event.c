@@ -15,6 +15,7 @@ int bus_event_parse(const char *raw, size_t len, cJSON **body_out, bus_event_t *
 {
     *body_out = NULL;
     cJSON *body = json_parse_strict(raw, len);
+    if (!body) return diag_set(DIAG_VALIDATION, "body is not JSON: %s", diag_last()->message);
     if (!cJSON_IsObject(body)) {
         cJSON_Delete(body);
         return diag_set(DIAG_VALIDATION, "body is not a JSON object");

@@ -663,9 +663,11 @@ static void dispatch(http_req_t *req)
     req->stats = &route->stats;
     if (authenticate(req, route) < 0) return;
     if (req->body_len > 0) {
-        req->json = json_parse_strict(req->body, req->body_len);
+        if (json_text_sound(req->body, req->body_len) == 0)
+            req->json = json_parse_strict(req->body, req->body_len);
         if (!req->json) {
-            http_reply_error(req, DIAG_VALIDATION, "the body is not valid JSON");
+            http_reply_error(req, DIAG_VALIDATION, "the body is not valid JSON: %s",
+                             diag_last()->message);
             return;
         }
     }

@@ -4,6 +4,7 @@
 #include "json.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "diag.h"
 
@@ -81,14 +82,72 @@ cJSON *json_add_string_or_null(cJSON *obj, const char *key, const char *s)
     return s ? cJSON_AddStringToObject(obj, key, s) : cJSON_AddNullToObject(obj, key);
 }
 
+/* Length of the UTF-8 sequence at p (at most n bytes), 0 when it is not
+ * one (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF). */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF; /* the bounds of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0; /* overlong */
+        if (c == 0xED) hi = 0x9F; /* U+D800..DFFF */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90; /* overlong */
+        if (c == 0xF4) hi = 0x8F; /* past U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n < len || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+    return len;
+}
+
+int json_text_sound(const char *buf, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)buf;
+    bool in_string = false;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = p[i];
+        if (c >= 0x80) {
+            size_t n = utf8_seq(p + i, len - i);
+            if (n == 0) return diag_set(DIAG_VALIDATION, "not UTF-8 at byte %zu", i);
+            i += n;
+            continue;
+        }
+        if (in_string && c < 0x20)
+            return diag_set(DIAG_VALIDATION, "a control character inside a string at byte %zu", i);
+        if (c == '"') {
+            in_string = !in_string;
+        } else if (in_string && c == '\\' && i + 1 < len) {
+            if (p[i + 1] == 'u' && i + 5 < len && memcmp(p + i + 2, "0000", 4) == 0)
+                return diag_set(DIAG_VALIDATION, "\\u0000 inside a string at byte %zu", i);
+            i += 2; /* the escaped character is not a quote that ends the string */
+            continue;
+        }
+        i++;
+    }
+    return 0;
+}
+
 cJSON *json_parse_strict(const char *buf, size_t len)
 {
     const char *end = NULL;
     cJSON *doc = cJSON_ParseWithLengthOpts(buf, len, &end, false);
-    if (!doc) return NULL;
+    if (!doc) {
+        diag_set(DIAG_VALIDATION, "not JSON");
+        return NULL;
+    }
     for (const char *p = end; p && p < buf + len; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
             cJSON_Delete(doc);
+            diag_set(DIAG_VALIDATION, "more after the JSON value at byte %zu", (size_t)(p - buf));
             return NULL;
         }
     }

@@ -33,8 +33,18 @@ int json_add_int64(cJSON *obj, const char *key, int64_t v);
 cJSON *json_add_string_or_null(cJSON *obj, const char *key, const char *s);
 
 /* Parse exactly buf[0..len): one JSON value and nothing after it but white
- * space (cJSON alone accepts `{} trailing garbage`). NULL when not so. */
+ * space (cJSON alone accepts `{} trailing garbage`). NULL with a
+ * DIAG_VALIDATION diag saying why when not so. */
 cJSON *json_parse_strict(const char *buf, size_t len);
+/* What cJSON lets through and a C string or a strict JSON reader
+ * downstream would not: bytes that are not UTF-8 (RFC 3629: no overlong
+ * forms, no surrogates), control characters inside a string, and the
+ * escape \u0000, which would cut the C string short (a password
+ * "secret\u0000anything" would be "secret"). Checked on what enters from
+ * outside (HTTP bodies); events are not refused for it, so that one
+ * written by an older version is still applied. 0, or -1 with a
+ * DIAG_VALIDATION diag naming the byte. */
+int json_text_sound(const char *buf, size_t len);
 
 /* cJSON_PrintUnformatted into a malloc'd string (NULL on OOM). */
 char *json_print(const cJSON *item);

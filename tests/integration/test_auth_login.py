@@ -127,7 +127,10 @@ for what, req in (("missing password", {"body": {"email": ADMIN_EMAIL}}),
                   ("password a list", {"body": {"email": ADMIN_EMAIL, "password": ["x"]}}),
                   ("an array body", {"body": [ADMIN_EMAIL, ADMIN_PASSWORD]}),
                   ("not JSON", {"raw": b"email=root&password=x", "headers": {"Content-Type": "application/json"}}),
-                  ("no body", {})):
+                  ("no body", {}),
+                  # U+0000 would cut the password short: the right one plus anything must not log in
+                  ("the password, U+0000 and more", {"body": {"email": ADMIN_EMAIL,
+                                                               "password": ADMIN_PASSWORD + "\u0000anything"}})):
     st, body, hd, _ = ates.request("POST", "/api/auth/login", **req)
     t.eq(st, 422, "login with %s" % what)
     t(is_error(body, "validation"), "login %s body: %r" % (what, body))

@@ -19,6 +19,13 @@ t(is_error(body, "method_not_allowed"), "405 error body: %r" % body)
 st, body, hd, _ = ates.request("POST", "/api/probe/emit", raw=b"{not json", headers={"Content-Type": "application/json"})
 t.eq(st, 422, "malformed JSON")
 t(is_error(body, "validation"), "422 error body: %r" % body)
+# what cJSON takes and a strict reader (or a C string) downstream would not
+for raw, why in ((b'{"keys":["bad \xff\xfe utf8"]}', "UTF-8"),
+                 (b'{"keys":["a\\u0000b"]}', "\\u0000"),
+                 (b'{"keys":["tab\there"]}', "control character")):
+    st, body, hd, _ = ates.request("POST", "/api/probe/emit", raw=raw, headers={"Content-Type": "application/json"})
+    t.eq(st, 422, "body %r" % raw)
+    t(is_error(body, "validation") and why in body["error"]["message"], "422 says why: %r" % body)
 st, body, hd, _ = ates.request("POST", "/api/probe/emit", body={"keys": "nope"})
 t.eq(st, 422, "wrong field type")
 t(is_error(body, "validation"), "422 wrong type body")
