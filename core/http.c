@@ -433,6 +433,18 @@ const cJSON *http_body_object(http_req_t *req)
     return NULL;
 }
 
+bool http_body_only(http_req_t *req, const char *const fields[])
+{
+    if (!req->json) return true;
+    if (!cJSON_IsObject(req->json)) {
+        http_reply_error(req, DIAG_VALIDATION, "the body must be a JSON object");
+        return false;
+    }
+    if (json_only_fields(req->json, fields) == 0) return true;
+    http_reply_diag(req);
+    return false;
+}
+
 int http_page(http_req_t *req, int *limit, const char **after)
 {
     const char *text = http_query(req, "limit");

@@ -84,6 +84,10 @@ const cJSON *http_body(const http_req_t *req);
 /* The body as an object, answering 422 itself (and returning NULL) when it
  * is missing or not an object. */
 const cJSON *http_body_object(http_req_t *req);
+/* true when the body, if there is one, is an object with no member but
+ * `fields` (NULL-ended); otherwise answers 422 naming the stranger and
+ * returns false. */
+bool http_body_only(http_req_t *req, const char *const fields[]);
 /* `limit` (default 50, 1..500) and `after` of list endpoints; answers 422
  * and returns -1 on a bad value. */
 int http_page(http_req_t *req, int *limit, const char **after);

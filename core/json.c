@@ -4,6 +4,7 @@
 #include "json.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "diag.h"
@@ -74,6 +75,27 @@ int json_add_int64(cJSON *obj, const char *key, int64_t v)
         return diag_set(DIAG_INTERNAL, "integer %lld of '%s' has more than 15 digits", (long long)v, key);
     if (!cJSON_AddNumberToObject(obj, key, (double)v))
         return diag_set(DIAG_INTERNAL, "out of memory");
+    return 0;
+}
+
+int json_only_fields(const cJSON *obj, const char *const fields[])
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj)
+    {
+        bool known = false;
+        for (int i = 0; fields[i] && !known; i++) known = strcmp(it->string, fields[i]) == 0;
+        if (known) continue;
+        char taken[256] = "";
+        size_t used = 0;
+        for (int i = 0; fields[i] && used < sizeof(taken); i++) {
+            int n = snprintf(taken + used, sizeof(taken) - used, "%s%s", i ? ", " : "", fields[i]);
+            if (n < 0) break;
+            used += (size_t)n;
+        }
+        return diag_set(DIAG_VALIDATION, "unknown field '%s' (%s)", it->string,
+                        fields[0] ? taken : "this request takes none");
+    }
     return 0;
 }
 

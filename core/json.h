@@ -25,6 +25,11 @@ int json_get_int64(const cJSON *obj, const char *key, bool required, int64_t *ou
 int json_get_bool(const cJSON *obj, const char *key, bool required, bool *out);
 int json_get_object(const cJSON *obj, const char *key, bool required, const cJSON **out);
 
+/* 0 when every member of object `obj` is named in `fields` (NULL-ended);
+ * else -1 with a DIAG_VALIDATION diag naming the first other one and the
+ * fields taken: a misspelt field is refused, not ignored. */
+int json_only_fields(const cJSON *obj, const char *const fields[]);
+
 /* true when `item` is a number holding an exact integer in range. */
 bool json_is_int(const cJSON *item, int64_t *out);
 /* Add an int64 member; -1 (diag) when beyond +-JSON_INT_MAX. */

@@ -533,12 +533,11 @@ int acct_close_job(void *ud, const char *day)
 void acct_on_close_day(http_req_t *req, void *ud)
 {
     service_t *svc = ud;
+    static const char *const fields[] = {"day", NULL};
     const cJSON *body = http_body(req);
     const char *day = NULL;
-    if (body && !cJSON_IsObject(body)) {
-        http_reply_error(req, DIAG_VALIDATION, "the body must be an object {day?}");
-        return;
-    }
+    /* a misspelt "date" must not close the default day: that cannot be undone */
+    if (!http_body_only(req, fields)) return;
     if (body && json_get_string(body, "day", false, &day) < 0) {
         http_reply_diag(req);
         return;

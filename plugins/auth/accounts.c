@@ -172,8 +172,9 @@ fail:
 void auth_on_accounts_create(http_req_t *req, void *ud)
 {
     service_t *svc = ud;
+    static const char *const fields[] = {"email", "name", "role", "password", NULL};
     const cJSON *body = http_body_object(req);
-    if (!body) return;
+    if (!body || !http_body_only(req, fields)) return;
     const char *email = NULL, *name = NULL, *role = NULL, *password = NULL;
     auth_account_t a;
     if (json_get_string(body, "email", true, &email) < 0 ||
@@ -244,13 +245,8 @@ typedef struct patch {
 
 static int read_patch(const cJSON *body, patch_t *p)
 {
-    const cJSON *it;
-    cJSON_ArrayForEach(it, body)
-    {
-        if (strcmp(it->string, "name") != 0 && strcmp(it->string, "role") != 0 &&
-            strcmp(it->string, "active") != 0)
-            return diag_set(DIAG_VALIDATION, "unknown field '%s' (name, role, active)", it->string);
-    }
+    static const char *const fields[] = {"name", "role", "active", NULL};
+    if (json_only_fields(body, fields) < 0) return -1;
     if (json_get_string(body, "name", false, &p->name) < 0 ||
         json_get_string(body, "role", false, &p->role) < 0)
         return -1;

@@ -175,8 +175,9 @@ static int login_succeeded(db_conn_t *tx, const auth_account_t *a, int64_t now,
 void auth_on_login(http_req_t *req, void *ud)
 {
     service_t *svc = ud;
+    static const char *const fields[] = {"email", "password", NULL};
     const cJSON *body = http_body_object(req);
-    if (!body) return;
+    if (!body || !http_body_only(req, fields)) return;
     const char *email = NULL, *password = NULL;
     if (json_get_string(body, "email", true, &email) < 0 ||
         json_get_string(body, "password", true, &password) < 0) {
@@ -279,8 +280,9 @@ static int rotate(db_conn_t *tx, const char *token, int64_t now, auth_account_t 
 void auth_on_refresh(http_req_t *req, void *ud)
 {
     service_t *svc = ud;
+    static const char *const fields[] = {"refresh_token", NULL};
     const cJSON *body = http_body_object(req);
-    if (!body) return;
+    if (!body || !http_body_only(req, fields)) return;
     const char *token = NULL;
     if (json_get_string(body, "refresh_token", true, &token) < 0) {
         http_reply_diag(req);
@@ -311,8 +313,9 @@ void auth_on_refresh(http_req_t *req, void *ud)
 void auth_on_logout(http_req_t *req, void *ud)
 {
     service_t *svc = ud;
+    static const char *const fields[] = {"refresh_token", NULL};
     const cJSON *body = http_body_object(req);
-    if (!body) return;
+    if (!body || !http_body_only(req, fields)) return;
     const char *token = NULL;
     if (json_get_string(body, "refresh_token", true, &token) < 0) {
         http_reply_diag(req);

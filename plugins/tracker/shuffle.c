@@ -141,6 +141,8 @@ out:
 
 void tracker_on_shuffle(http_req_t *req, void *ud)
 {
+    static const char *const none[] = {NULL};
+    if (!http_body_only(req, none)) return;
     service_t *svc = ud;
     tracker_t *t = service_state(svc);
     int64_t total = 0, started = clock_monotonic_ms();

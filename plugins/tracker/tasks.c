@@ -197,8 +197,9 @@ static int assign_new(service_t *svc, tracker_task_t *t)
 void tracker_on_create(http_req_t *req, void *ud)
 {
     service_t *svc = ud;
+    static const char *const fields[] = {"title", "jira_id", "description", NULL};
     const cJSON *body = http_body_object(req);
-    if (!body) return;
+    if (!body || !http_body_only(req, fields)) return;
     const char *title = NULL, *jira = NULL, *description = NULL;
     if (read_new_task(body, &title, &jira, &description) < 0) {
         http_reply_diag(req);
@@ -362,6 +363,8 @@ static void complete_done(void *arg, int rc)
 /* Deferred through the group commit, as a create. */
 void tracker_on_complete(http_req_t *req, void *ud)
 {
+    static const char *const none[] = {NULL};
+    if (!http_body_only(req, none)) return;
     service_t *svc = ud;
     complete_call_t *c = calloc(1, sizeof(*c));
     if (!c) {

@@ -83,6 +83,12 @@ dy = au.days(ates, ADMIN, Y, TODAY)
 t.eq(dy[Y], {"day": Y, "management_earnings_cents": 6011 - 9014, "debits_cents": 6011, "credits_cents": 9014,
              "payouts_cents": 0, "closed": False}, "yesterday before the close")
 
+# --- a misspelt field closes nothing (the default day would be closed for good) ------------------
+st, js, _, _ = ates.request("POST", "/api/accounting/close-day", body={"date": Y}, headers=ADMIN)
+t.eq(st, 422, "close-day {date}: %r" % js)
+t("unknown field 'date' (day)" in str(js), "the answer names the field: %r" % js)
+t.eq(au.days(ates, ADMIN, Y, TODAY)[Y]["closed"], False, "close-day {date} closed nothing")
+
 # --- close (default day: the oldest open one, here yesterday) ----------------------------------------
 st, js = au.close_day(ates, ADMIN)
 FIRST = {"day": Y, "changed": True, "management_earnings_cents": 6011 - 9014, "paid_cents": 2001 + 2006,
