@@ -338,6 +338,12 @@ void bus_worker_sleep(bus_worker_t *w, int64_t ms, bool wakeable)
     pthread_mutex_unlock(&w->lock);
 }
 
+void bus_set_wake(bus_t *bus, uint64_t (*fn)(const void *ud), const void *ud)
+{
+    bus->wake = fn;
+    bus->wake_ud = ud;
+}
+
 int64_t bus_backoff_next(int64_t prev_ms)
 {
     if (prev_ms <= 0) return BUS_BACKOFF_MIN_MS;

@@ -19,6 +19,10 @@
  * or that fails BUS_MAX_DELIVER times, becomes a
  * DeadLetter event on ates.dlq.<service> (through the outbox, in the same
  * transaction) and is acked: one poison event never blocks the stream.
+ * A handler failing with DIAG_UNAVAILABLE (a rule that fails or is not
+ * loaded) is never dead-lettered: its event stays parked, tried every
+ * BUS_WAIT_RETRY_MS after the first BUS_MAX_DELIVER attempts, until it
+ * applies; an event that books money is not lost to an operator's typo.
  */
 #ifndef ATES_BUS_H
 #define ATES_BUS_H
@@ -32,6 +36,7 @@
 #include "schema.h"
 
 #define BUS_MAX_DELIVER 5
+#define BUS_WAIT_RETRY_MS 30000
 #define BUS_BATCH 256
 #define BUS_DLQ_STREAM "ATES_DLQ"
 #define BUS_DLQ_SUBJECTS "ates.dlq.>"
@@ -81,6 +86,11 @@ int bus_event_check(const schema_registry_t *reg, const cJSON *body, bus_event_t
  * background; returns even while NATS is down (the relay and consumers wait
  * for it). `schemas` validates everything emitted and consumed. */
 int bus_open(bus_t **out, const char *urls, const schema_registry_t *schemas);
+/* A counter that moves when what parked events wait for may have changed
+ * (the runtime gives the rules' generation): when it moves, every parked
+ * event is tried again at once rather than at its time. Set before the
+ * consumers start; fn is called from their threads. */
+void bus_set_wake(bus_t *bus, uint64_t (*fn)(const void *ud), const void *ud);
 void bus_close(bus_t *bus);
 bool bus_connected(bus_t *bus);
 /* Round trip to the server (for /ready): 0 when NATS answers. */

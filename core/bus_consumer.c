@@ -18,7 +18,8 @@
  * savepoint together with the inbox insert, so a failing handler leaves no
  * trace, and the message is parked in `inbox_retry` to be tried again after
  * a backoff, while the stream goes on. A handler failing with
- * DIAG_VALIDATION, or for the BUS_MAX_DELIVER-th time, dead-letters it.
+ * DIAG_VALIDATION, or for the BUS_MAX_DELIVER-th time, dead-letters it;
+ * one failing with DIAG_UNAVAILABLE stays parked until it applies.
  * Dead letters go through the outbox in the same transaction and their key
  * stays in `inbox`, so each happens once.
  *
@@ -95,6 +96,7 @@ typedef struct bus_consumer {
     uint64_t acked_sseq; /* the stream sequence acknowledged last (all up to it) */
     bool restart;        /* a delivery went missing or a batch failed: subscribe again */
     int64_t retry_at;    /* wall ms when a parked event is due; 0: none parked */
+    uint64_t woken;      /* the bus's wake counter when last looked at */
     int base_nice;       /* the thread's nice value at start */
     int nice;            /* now: base_nice, or nicer by CONSUMER_BACKLOG_NICE */
     bool pacing;         /* it may go back to base_nice after a backlog */
@@ -223,14 +225,19 @@ static int after_failure(bus_consumer_t *cs, db_conn_t *c, const msg_ctx_t *m,
     int parked = parked_attempts(c, ev->event_id);
     if (parked < 0) return -1;
     int attempt = parked + 1 > m->delivered ? parked + 1 : m->delivered;
-    if (kind == DIAG_VALIDATION || attempt >= BUS_MAX_DELIVER) {
+    /* unavailable (a rule that fails or is missing, say): the operator's to
+     * fix, and the event may carry money, so it waits for that for good */
+    bool waits = kind == DIAG_UNAVAILABLE;
+    if (kind == DIAG_VALIDATION || (attempt >= BUS_MAX_DELIVER && !waits)) {
         *out = OUT_ACK;
         if (parked > 0 && unpark(c, ev->event_id) < 0) return -1;
         return dead_letter(cs, c, m, ev->event_id, reason, out);
     }
-    int64_t delay = retry_delay_ms(attempt);
-    log_warn("handler for %s %s failed (attempt %d, again in %lld ms): %s", m->subject,
-             ev->event_id, attempt, (long long)delay, reason);
+    int64_t delay = attempt < BUS_MAX_DELIVER ? retry_delay_ms(attempt) : BUS_WAIT_RETRY_MS;
+    if (attempt <= BUS_MAX_DELIVER || attempt % 10 == 0)
+        log_warn("handler for %s %s failed (attempt %d, again in %lld ms%s): %s", m->subject,
+                 ev->event_id, attempt, (long long)delay,
+                 waits ? "; kept until it works" : "", reason);
     *out = OUT_PARKED;
     return park(cs, c, m, ev->event_id, attempt, clock_now_ms() + delay);
 }
@@ -433,7 +440,7 @@ static int read_due(bus_consumer_t *cs, db_conn_t *c, int64_t now, parked_t *p)
 {
     sqlite3_stmt *st = db_stmt(c, "SELECT event_id, subject, body, stream_seq, attempts "
                                   "FROM inbox_retry WHERE stream = ?1 AND next_at <= ?2 "
-                                  "ORDER BY next_at LIMIT ?3");
+                                  "ORDER BY stream_seq LIMIT ?3"); /* as they came */
     if (!st || db_bind_text(st, 1, cs->stream) < 0 || db_bind_int64(st, 2, now) < 0 ||
         db_bind_int64(st, 3, BUS_BATCH) < 0)
         return -1;
@@ -457,10 +464,30 @@ static int read_due(bus_consumer_t *cs, db_conn_t *c, int64_t now, parked_t *p)
     return -1;
 }
 
+/* The wake counter moved (a rule changed): every parked event is due now. */
+static void wake_parked(bus_consumer_t *cs, db_conn_t *c, int64_t now)
+{
+    bus_t *bus = cs->w.bus;
+    uint64_t w = bus->wake ? bus->wake(bus->wake_ud) : 0;
+    if (w == cs->woken) return;
+    cs->woken = w;
+    if (cs->retry_at == 0 || cs->retry_at <= now) return;
+    sqlite3_stmt *st = db_stmt(c, "UPDATE inbox_retry SET next_at = ?2 WHERE stream = ?1 AND next_at > ?2");
+    if (!st || db_bind_text(st, 1, cs->stream) < 0 || db_bind_int64(st, 2, now) < 0 ||
+        db_step_done(c, st) < 0) {
+        log_diag(LOG_WARN, "consumer: parked events stay at their time");
+        return;
+    }
+    log_info("%s as %s: what changed may let parked events apply; trying them now", cs->stream,
+             cs->service);
+    cs->retry_at = now;
+}
+
 /* Try the parked events that are due again, in one transaction. */
 static void retry_parked(bus_consumer_t *cs, db_conn_t *c)
 {
     int64_t now = clock_now_ms();
+    wake_parked(cs, c, now);
     if (cs->retry_at == 0 || cs->retry_at > now) return;
     parked_t p[BUS_BATCH];
     outcome_t out[BUS_BATCH];
@@ -686,6 +713,7 @@ static void *consumer_main(void *arg)
     int64_t backoff = 0, failed = 0;
     natsMsg *msgs[BUS_BATCH];
     if (c) cs->retry_at = next_retry(cs, c);
+    if (cs->w.bus->wake) cs->woken = cs->w.bus->wake(cs->w.bus->wake_ud);
     pace_init(cs);
     while (c && !bus_worker_stopping(&cs->w)) {
         if (cs->sub && cs->restart) {

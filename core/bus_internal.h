@@ -47,6 +47,8 @@ struct bus {
     bus_stream_t *streams;            /* remembered streams (owned strings) */
     int nstreams;
     bus_worker_t *workers;
+    uint64_t (*wake)(const void *ud); /* bus_set_wake; NULL: none */
+    const void *wake_ud;
 };
 
 /* -1 with a diag describing nats status `s` (and the library's last error). */

@@ -29,9 +29,9 @@
  * (which must run after the other calling threads stopped calling).
  *
  * Errors of rules_call: DIAG_UNAVAILABLE when the file or the function does
- * not exist (nothing can decide), DIAG_INTERNAL when the rule fails (error,
- * budget, memory, a result JSON cannot hold); the message starts with
- * "file:line: ".
+ * not exist (nothing can decide) and when the rule fails (error, budget,
+ * memory, a result JSON cannot hold; the message starts with "file:line: "):
+ * both wait for the operator. DIAG_INTERNAL only for the caller's mistakes.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -451,6 +451,17 @@ static rules_tls_t *tls_ready(rules_t *r, const char *file, int *idx)
     return t;
 }
 
+/* A rule that failed (an error, its budget, its memory, a result JSON
+ * cannot hold) is the operator's to fix, not a fault of the server: the
+ * caller answers 503 with the rule's own "file:line: message", and an
+ * event that needed it waits for the fix instead of being dead-lettered. */
+static int rule_failed(void)
+{
+    const diag_t *d = diag_last();
+    if (d->kind != DIAG_INTERNAL) return -1;
+    return diag_set(DIAG_UNAVAILABLE, "%s", d->message);
+}
+
 int rules_call(rules_t *r, const char *file, const char *fn, const cJSON *args, cJSON **result,
                char version[RULES_VERSION_LEN])
 {
@@ -460,7 +471,7 @@ int rules_call(rules_t *r, const char *file, const char *fn, const cJSON *args, 
     int i;
     rules_tls_t *t = tls_ready(r, file, &i);
     if (!t) return -1;
-    if (rules__vm_call(&t->vm, file, fn, args, result) != 0) return -1;
+    if (rules__vm_call(&t->vm, file, fn, args, result) != 0) return rule_failed();
     if (version) memcpy(version, t->srcs[i]->version, RULES_VERSION_LEN);
     return 0;
 }
@@ -519,7 +530,7 @@ int rules_call_args(rules_args_t *a, const char *file, const char *fn, cJSON **r
         if (rules__vm_bind(&t->vm, a) != 0) return -1;
         a->dirty = false;
     }
-    if (rules__vm_call_args(&t->vm, file, fn, a, result) != 0) return -1;
+    if (rules__vm_call_args(&t->vm, file, fn, a, result) != 0) return rule_failed();
     if (version) memcpy(version, t->srcs[i]->version, RULES_VERSION_LEN);
     return 0;
 }

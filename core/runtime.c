@@ -235,6 +235,8 @@ static int add_remote_keys(runtime_t *rt)
     }
 }
 
+static uint64_t rules_wake(const void *rules) { return rules_generation(rules); }
+
 static int open_shared(runtime_t *rt)
 {
     char path[PATH_MAX];
@@ -250,7 +252,10 @@ static int open_shared(runtime_t *rt)
         bus_set_schemas(rt->schemas); /* bus_emit validates without a connection */
         return 0;
     }
-    return bus_open(&rt->bus, rt->cfg.nats_url, rt->schemas);
+    if (bus_open(&rt->bus, rt->cfg.nats_url, rt->schemas) < 0) return -1;
+    /* an event parked on a failing rule applies as soon as the rule is fixed */
+    bus_set_wake(rt->bus, rules_wake, rt->rules);
+    return 0;
 }
 
 static int start_service(runtime_t *rt, service_t *svc)
