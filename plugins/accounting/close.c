@@ -569,6 +569,12 @@ int acct_cmd_close_day(const config_t *cfg, int argc, char **argv)
         fprintf(stderr, "ates close-day: --date must be YYYY-MM-DD, not %s\n", day);
         return 2;
     }
+    /* the business day is ATES_TZ's, as for ates serve: which day is
+     * "yesterday" and when it closes */
+    if (clock_configure(cfg->tz, cfg->day_close_minute) < 0) {
+        fprintf(stderr, "ates close-day: %s\n", diag_last()->message);
+        return 2;
+    }
     char path[4200];
     schema_registry_t *schemas = NULL;
     db_t *db = NULL;

@@ -9,7 +9,9 @@ nothing. An event of a closed day is booked today with the note.
 `ates close-day` closes today from the command line (payout mail written,
 DayClosed published once ates runs again), a second time changes nothing,
 a bad date is exit 2 and a day not begun is exit 1."""
+import datetime
 import json
+import tempfile
 import subprocess
 
 import accounting_util as au
@@ -150,6 +152,24 @@ t.eq(rc, 1, "a day that has not begun: exit 1 (%s)" % err.strip())
 rc, out, err = cli("--help")
 t(rc == 0 and "close-day" in out + err, "--help: %d %r" % (rc, out + err))
 t.eq(len(au.spool(ates.data_dir)), 4, "four mails in all")
+
+# The command's business day is ATES_TZ's, as the server's: in a zone whose date is not UTC's now
+# (UTC+14 from 10:00 UTC, else UTC-12), its today closes and its tomorrow has not begun.
+FAR = "Etc/GMT-14" if datetime.datetime.now(datetime.timezone.utc).hour >= 10 else "Etc/GMT+12"
+FAR_TODAY = au.today(FAR)
+with tempfile.TemporaryDirectory() as far_dir:
+    def far_cli(*args, tz=FAR):
+        env = dict(ates.env(), ATES_DATA_DIR=far_dir, ATES_TZ=tz, ATES_DAY_CLOSE="00:00")
+        p = subprocess.run([ATES_BIN, "close-day"] + list(args), env=env, cwd=far_dir, capture_output=True,
+                           text=True, timeout=60)
+        return p.returncode, p.stdout, p.stderr
+    rc, out, err = far_cli("--date", FAR_TODAY)
+    t.eq((rc, json.loads(out).get("day") if rc == 0 else err.strip()), (0, FAR_TODAY),
+         "ATES_TZ=%s: its today (%s) closes" % (FAR, FAR_TODAY))
+    rc, out, err = far_cli("--date", au.day_add(FAR_TODAY, 1))
+    t.eq(rc, 1, "ATES_TZ=%s: its tomorrow has not begun (%s)" % (FAR, (out + err).strip()[-200:]))
+    rc, out, err = far_cli(tz="Nowhere/Atlantis")
+    t(rc == 2 and "Nowhere/Atlantis" in err, "an unknown zone: exit 2 naming it (%d %r)" % (rc, err[-300:]))
 
 ates.start()
 ADMIN = bearer(login(ates, "root@popug.test", "catchup-admin-pw")["access_token"])
