@@ -236,6 +236,13 @@ static int file_settle(rules_file_t *f, const char *buf, size_t len, const unsig
         file_set_error(f, error);
         return 0;
     }
+    char version[RULES_VERSION_LEN];
+    for (size_t i = 0; i < 6; i++) snprintf(version + 2 * i, 3, "%02x", md[i]);
+    if (f->src && strcmp(f->src->version, version) == 0) { /* the same bytes, back */
+        if (f->error) log_info("rules: %s version %s is back", f->name, version);
+        file_set_error(f, NULL);
+        return 0;
+    }
     rules_src_t *s = malloc(sizeof *s + len + 1);
     if (!s) {
         file_set_error(f, "out of memory");
@@ -244,7 +251,7 @@ static int file_settle(rules_file_t *f, const char *buf, size_t len, const unsig
     atomic_init(&s->refs, 1);
     s->len = len;
     memcpy(s->bytes, buf, len + 1);
-    for (size_t i = 0; i < 6; i++) snprintf(s->version + 2 * i, 3, "%02x", md[i]);
+    memcpy(s->version, version, RULES_VERSION_LEN);
     log_info("rules: %s version %s in force (was %s)", f->name, s->version, old);
     src_unref(f->src);
     f->src = s;
@@ -306,7 +313,11 @@ out:
     return changed;
 }
 
-/* Drop the entries whose file is gone; returns how many had a version. */
+/* The entries whose file is gone: one with a version in force keeps it
+ * (an editor that deletes before it writes, a file moved away by mistake:
+ * nothing that needs the rule should fail meanwhile), and says so in its
+ * error until the file is back; one without is dropped. Returns 0: no
+ * version changes here. */
 static int drop_deleted(rules_t *r, rules_names_t names, int n)
 {
     int changed = 0;
@@ -317,8 +328,18 @@ static int drop_deleted(rules_t *r, rules_names_t names, int n)
             i++;
             continue;
         }
-        log_info("rules: %s removed (version %s)", f->name, f->src ? f->src->version : "none");
-        changed += f->src != NULL;
+        if (f->src) {
+            char why[160];
+            snprintf(why, sizeof why, "the file is gone; version %s stays in force", f->src->version);
+            if (!f->error || strcmp(f->error, why) != 0)
+                log_warn("rules: %s removed; version %s stays in force until it is back", f->name,
+                         f->src->version);
+            file_set_error(f, why);
+            f->tried_set = false; /* whatever comes back is read anew */
+            i++;
+            continue;
+        }
+        log_info("rules: %s removed (it had no version in force)", f->name);
         src_unref(f->src);
         free(f->error);
         memmove(f, f + 1, (size_t)(r->nfiles - i - 1) * sizeof *f);

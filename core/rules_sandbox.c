@@ -318,6 +318,11 @@ static int vm_load_k(lua_State *L)
     const char *src = lua_touserdata(L, 2);
     size_t len = (size_t)lua_tointeger(L, 3);
     lua_settop(L, 0);
+    /* a byte order mark, as some editors save UTF-8 (lua(1) skips it too) */
+    if (len >= 3 && memcmp(src, "\xEF\xBB\xBF", 3) == 0) {
+        src += 3;
+        len -= 3;
+    }
     lua_pushfstring(L, "@%s", name); /* [chunkname] */
     if (luaL_loadbufferx(L, src, len, lua_tostring(L, 1), "t") != LUA_OK) return lua_error(L);
     /* [chunkname chunk] */
