@@ -103,6 +103,7 @@ struct rules {
     rules_tls_t *states;       /* every thread's state, for rules_close */
     atomic_uint nthreads;
     rules_watch_t *watch;
+    char keep[PATH_MAX]; /* rules_keep: where each version in force is kept; "" none */
 };
 
 typedef char rules_names_t[RULES_MAX_FILES][RULES_NAME_MAX];
@@ -260,6 +261,42 @@ static int file_settle(rules_file_t *f, const char *buf, size_t len, const unsig
     return 1;
 }
 
+/* A copy of a version that came into force, in the keep directory, for the
+ * next start (rules_keep). Written whole or not at all. */
+static void keep_write(const rules_t *r, const char *name, const char *bytes, size_t len)
+{
+    if (!r->keep[0]) return;
+    char path[PATH_MAX + RULES_NAME_MAX + 8], tmp[PATH_MAX + RULES_NAME_MAX + 8];
+    snprintf(path, sizeof path, "%s/%s", r->keep, name);
+    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", r->keep, name);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0;
+    for (size_t off = 0; ok && off < len;) {
+        ssize_t w = write(fd, bytes + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        ok = w > 0;
+        if (ok) off += (size_t)w;
+    }
+    if (fd >= 0 && (fdatasync(fd) != 0 || close(fd) != 0)) ok = false;
+    if (ok && rename(tmp, path) == 0) return;
+    log_warn("rules: cannot keep %s in %s for the next start: %s", name, r->keep, strerror(errno));
+    unlink(tmp);
+}
+
+/* The functions services require of `name` (r->mu held): their count. */
+static int required_of(const rules_t *r, const char *name, const char *fns[RULES_MAX_REQ],
+                       char fnbuf[RULES_MAX_REQ][RULES_NAME_MAX])
+{
+    int n = 0;
+    for (int i = 0; i < r->nreq; i++) {
+        if (strcmp(r->req[i].file, name) != 0) continue;
+        memcpy(fnbuf[n], r->req[i].fn, RULES_NAME_MAX);
+        fns[n] = fnbuf[n];
+        n++;
+    }
+    return n;
+}
+
 /* Reload one file; returns 1 when its version changed. */
 static int reload_file(rules_t *r, const char *name)
 {
@@ -277,12 +314,7 @@ static int reload_file(rules_t *r, const char *name)
     rules_file_t *f = file_get(r, name, true);
     bool same = f && rc == 0 && f->tried_set && memcmp(f->tried, md, sizeof md) == 0 &&
                 !(f->retry_at && clock_monotonic_ms() >= f->retry_at);
-    for (int i = 0; f && i < r->nreq; i++) {
-        if (strcmp(r->req[i].file, name) != 0) continue;
-        memcpy(fnbuf[nfns], r->req[i].fn, RULES_NAME_MAX);
-        fns[nfns] = fnbuf[nfns];
-        nfns++;
-    }
+    if (f) nfns = required_of(r, name, fns, fnbuf);
     pthread_mutex_unlock(&r->mu);
     if (!f || same) goto out;
 
@@ -308,6 +340,7 @@ static int reload_file(rules_t *r, const char *name)
         changed = file_settle(f, buf, len, md, error);
     }
     pthread_mutex_unlock(&r->mu);
+    if (changed) keep_write(r, name, buf, len);
 out:
     free(buf);
     return changed;
@@ -579,6 +612,75 @@ int rules_open(rules_t **out, const char *dir, uint64_t seed)
     }
     *out = r;
     return 0;
+}
+
+/* Put the kept copy of `name` in force when it has no version (r->reload_mu
+ * held); 1 when it did. */
+static int keep_restore(rules_t *r, const char *name)
+{
+    const char *fns[RULES_MAX_REQ];
+    char fnbuf[RULES_MAX_REQ][RULES_NAME_MAX];
+    pthread_mutex_lock(&r->mu);
+    rules_file_t *f = file_get(r, name, false);
+    bool has = f && f->src;
+    int nfns = required_of(r, name, fns, fnbuf);
+    pthread_mutex_unlock(&r->mu);
+    if (has) return 0;
+    char *buf = NULL;
+    size_t len = 0;
+    if (read_file(r->keep, name, &buf, &len) != 0) return 0;
+    unsigned char md[32];
+    sha256(buf, len, md);
+    bool transient = false;
+    int changed = 0;
+    if (rules__verify(name, buf, len, fns, nfns, &transient) == 0) {
+        pthread_mutex_lock(&r->mu);
+        f = file_get(r, name, true);
+        char *why = f && f->error ? strdup(f->error) : NULL;
+        if (f && file_settle(f, buf, len, md, NULL) == 1) {
+            char note[RULES_NAME_MAX + 600];
+            snprintf(note, sizeof note, "%.500s; version %s, kept from the last run, is in force",
+                     why ? why : "the file is gone", f->src->version);
+            log_warn("rules: %s", note);
+            file_set_error(f, note);
+            changed = 1;
+        }
+        free(why);
+        pthread_mutex_unlock(&r->mu);
+    } else {
+        log_warn("rules: the kept copy of %s does not load either: %s", name, diag_last()->message);
+    }
+    free(buf);
+    return changed;
+}
+
+int rules_keep(rules_t *r, const char *dir)
+{
+    if (strlen(dir) >= sizeof r->keep) return diag_set(DIAG_VALIDATION, "rules: keep directory path too long");
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return diag_set(DIAG_INTERNAL, "rules: cannot make %s: %s", dir, strerror(errno));
+    rules_names_t *names = malloc(sizeof *names);
+    if (!names) return diag_set(DIAG_INTERNAL, "rules: out of memory");
+    pthread_mutex_lock(&r->reload_mu);
+    snprintf(r->keep, sizeof r->keep, "%s", dir);
+    int n = 0, changed = 0, rc = scan_dir(r->keep, *names, &n);
+    for (int i = 0; rc == 0 && i < n; i++) changed += keep_restore(r, (*names)[i]);
+    /* and what came from the rules directory is kept from now on */
+    for (int i = 0; rc == 0; i++) {
+        pthread_mutex_lock(&r->mu);
+        rules_src_t *src = i < r->nfiles ? src_ref(r->files[i].src) : NULL;
+        bool more = i < r->nfiles;
+        char name[RULES_NAME_MAX];
+        if (more) snprintf(name, sizeof name, "%s", r->files[i].name);
+        pthread_mutex_unlock(&r->mu);
+        if (!more) break;
+        if (src) keep_write(r, name, src->bytes, src->len);
+        src_unref(src);
+    }
+    if (changed) atomic_fetch_add(&r->gen, 1);
+    pthread_mutex_unlock(&r->reload_mu);
+    free(names);
+    return rc;
 }
 
 void rules_close(rules_t *r)

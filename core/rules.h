@@ -34,6 +34,12 @@ typedef struct rules rules_t;
 /* Load every *.lua of `dir` (files that fail are recorded, not fatal).
  * `seed` seeds math.random. */
 int rules_open(rules_t **out, const char *dir, uint64_t seed);
+/* Keep each version that comes into force in `dir` (made 0700), and put the
+ * kept one in force for every file that has none now: a rule broken or
+ * missing on disk at start does not leave its services without one (its
+ * error in rules_status says which version was kept). Call once, before
+ * rules_watch_start. */
+int rules_keep(rules_t *r, const char *dir);
 void rules_close(rules_t *r);
 
 /* Declare that `file` must define global function `fn`: a version without it

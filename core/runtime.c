@@ -248,6 +248,10 @@ static int open_shared(runtime_t *rt)
     if (schema_registry_load(&rt->schemas, rt->cfg.schemas_dir) < 0) return -1;
     if (runtime_mkdirs(rt->cfg.rules_dir, 0755) < 0) return -1;
     if (rules_open(&rt->rules, rt->cfg.rules_dir, rt->cfg.seed) < 0) return -1;
+    /* the versions in force outlive a restart with a rule broken on disk */
+    if (snprintf(path, sizeof(path), "%s/rules-in-force", rt->cfg.data_dir) >= (int)sizeof(path) ||
+        rules_keep(rt->rules, path) < 0)
+        return -1;
     if (rt->embedded) {
         bus_set_schemas(rt->schemas); /* bus_emit validates without a connection */
         return 0;

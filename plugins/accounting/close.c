@@ -588,6 +588,8 @@ int acct_cmd_close_day(const config_t *cfg, int argc, char **argv)
         db_open(&db, "accounting", path, db_core_migrations, acct_migrations) < 0 ||
         rules_open(&rules, cfg->rules_dir, cfg->seed) < 0)
         goto out;
+    snprintf(path, sizeof(path), "%s/rules-in-force", cfg->data_dir);
+    if (rules_keep(rules, path) < 0) goto out; /* what ates serve would have in force */
     bus_set_schemas(schemas);
     svc = runtime_service_new(cfg, &accounting_plugin, db, NULL, rules);
     db_conn_t *c = svc ? db_conn(db) : NULL;
