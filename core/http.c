@@ -460,6 +460,10 @@ int http_page(http_req_t *req, int *limit, const char **after)
         *limit = (int)v;
     }
     *after = http_query(req, "after");
+    if (*after && !uuid_valid(*after)) { /* not the end of the list: a cursor this never gave */
+        http_reply_error(req, DIAG_VALIDATION, "after must be the id of an item (a UUID), as in next");
+        return -1;
+    }
     return 0;
 }
 

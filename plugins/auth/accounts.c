@@ -47,10 +47,13 @@ int auth_check_name(const char *name)
     size_t n = utf8_len(name);
     if (n < 1 || n > AUTH_NAME_MAX || strlen(name) > (size_t)AUTH_NAME_MAX * 4)
         return diag_set(DIAG_VALIDATION, "name must have 1..%d characters", AUTH_NAME_MAX);
-    for (const char *p = name; *p; p++)
+    bool blank = true;
+    for (const char *p = name; *p; p++) {
         if ((unsigned char)*p < ' ')
             return diag_set(DIAG_VALIDATION, "name must not contain control characters");
-    return 0;
+        blank = blank && *p == ' ';
+    }
+    return blank ? diag_set(DIAG_VALIDATION, "name must not be blank") : 0;
 }
 
 int auth_check_role(const char *role)

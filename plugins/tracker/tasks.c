@@ -104,9 +104,13 @@ static int read_new_task(const cJSON *body, const char **title, const char **jir
     if (strpbrk(*title, "[]"))
         return diag_set(DIAG_VALIDATION,
                         "title must not hold '[' or ']': the jira id goes in jira_id");
-    for (const char *p = *title; *p; p++)
+    bool blank = true;
+    for (const char *p = *title; *p; p++) {
         if ((unsigned char)*p < ' ')
             return diag_set(DIAG_VALIDATION, "title must not contain control characters");
+        blank = blank && *p == ' ';
+    }
+    if (blank) return diag_set(DIAG_VALIDATION, "title must not be blank");
     if (*jira && !jira_valid(*jira)) /* given, even empty: checked; absent or null: none */
         return diag_set(DIAG_VALIDATION, "jira_id must look like UBERPOP-42 (at most %d characters)",
                         TRACKER_JIRA_MAX);

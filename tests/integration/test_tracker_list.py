@@ -91,10 +91,13 @@ for q in ("limit=0", "limit=501", "limit=-1", "limit=abc", "limit=", "limit=1.5"
 for q in ("limit=1", "limit=500", "assignee=all&limit=500&status=open"):
     st, js = ates.get("/api/tasks?" + q, headers=ADMIN)
     t.eq(st, 200, "GET /api/tasks?%s" % q)
-# Odd ids are refused or answered, never a crash.
-for q in ("after=not-a-uuid", "after=00000000-0000-4000-8000-000000000000", "after=%27%20OR%201=1--"):
+# A cursor that is no id is refused (an empty page would look like the end); a well-formed one is a place.
+for q in ("after=not-a-uuid", "after=zzz", "after=%27%20OR%201=1--", "after="):
     st, js = ates.get("/api/tasks?assignee=all&" + q, headers=ADMIN)
-    t(st in (200, 404, 422), "GET /api/tasks?%s: 200, 404 or 422, got %d %r" % (q, st, js))
+    t.eq(st, 422, "GET /api/tasks?%s: %r" % (q, js))
+    t(is_error(js, "validation") and "after" in js["error"]["message"], "it names after: %r" % js)
+st, js = ates.get("/api/tasks?assignee=all&after=00000000-0000-4000-8000-000000000000", headers=ADMIN)
+t.eq(st, 200, "a well-formed cursor before every id: %r" % js)
 for path in ("/api/tasks/not-a-uuid", "/api/tasks/%27", "/api/tasks/" + "a" * 300):
     st, js = ates.get(path, headers=ADMIN)
     t(st in (404, 422), "GET %s: 404 or 422, got %d %r" % (path[:40], st, js))

@@ -42,6 +42,7 @@ def post(body, label, want):
 # --- title
 post({}, "missing title", 422)
 post({"title": ""}, "empty title", 422)
+post({"title": "   "}, "a title of spaces only", 422)
 post({"title": "Fix the beak", "jira": "UBERPOP-1"}, "a misspelt field (jira for jira_id)", 422)
 post({"title": "x" * 201}, "title of 201 characters", 422)
 post({"title": "[PROJ-1] Fix the beak"}, "title with a jira id in brackets", 422)
