@@ -154,7 +154,9 @@ static int vm_pcall(rules_vm_t *vm, int nargs, int nres, const char *file)
         diag_set(DIAG_INTERNAL, "%s%s%.*s", named ? "" : file, named ? "" : ": ", first, msg);
     }
     const char *trace = msg && status != LUA_ERRMEM ? strchr(msg, '\n') : NULL;
-    log_warn("rules: %s%s", diag_last()->message, trace ? trace : "");
+    /* the caller says what failed (an answer, a parked event, the mail job
+     * once a minute); the traceback is for whoever looks closer */
+    log_debug("rules: %s%s", diag_last()->message, trace ? trace : "");
     lua_settop(L, base); /* [..] */
     assert(lua_gettop(L) == base);
     return -1;

@@ -37,6 +37,7 @@
  * that holds the write lock.
  */
 #include <getopt.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,16 +171,56 @@ static int load_pending(db_conn_t *tx, const char *after, pending_mail_t *p)
     return n;
 }
 
-static int send_pending(db_conn_t *tx, service_t *svc, const pending_mail_t *p, int n)
+/* How one flush went with mail(): rendered, and left owed because the rule
+ * failed for them (the first reason kept). */
+typedef struct flush_tally {
+    int sent, waiting;
+    char why[DIAG_MESSAGE_MAX];
+} flush_tally_t;
+
+/* A mail() that fails for one payout leaves that mail owed and goes on with
+ * the others: one account's data that trips the rule does not hold back
+ * everybody's mail. A rule that fails for all ends the pass early. */
+#define ACCT_MAIL_FAILS_MAX 64
+
+static int send_pending(db_conn_t *tx, service_t *svc, const pending_mail_t *p, int n,
+                        flush_tally_t *tally)
 {
     for (int i = 0; i < n; i++) {
+        if (tally->sent == 0 && tally->waiting >= ACCT_MAIL_FAILS_MAX) return 0;
         if (queue_mail(tx, svc, p[i].account, p[i].email, p[i].name, p[i].day, p[i].amount,
-                       p[i].balance) < 0)
-            return -1;
+                       p[i].balance) < 0) {
+            if (diag_last()->kind != DIAG_UNAVAILABLE) return -1;
+            if (tally->waiting++ == 0) snprintf(tally->why, sizeof(tally->why), "%s", diag_last()->message);
+            continue; /* stays in mail_pending */
+        }
+        tally->sent++;
         sqlite3_stmt *st = db_stmt(tx, "DELETE FROM mail_pending WHERE entry_id = ?1");
         if (!st || db_bind_text(st, 1, p[i].entry) < 0 || db_step_done(tx, st) < 0) return -1;
     }
     return 0;
+}
+
+/* The payout mails mail() could not render: said once a minute while the
+ * reason stays the same (the job runs every second). */
+static void tell_waiting(const flush_tally_t *tally)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static int64_t told_at;
+    static char told[DIAG_MESSAGE_MAX];
+    if (tally->waiting == 0) return;
+    int64_t now = clock_monotonic_ms();
+    pthread_mutex_lock(&lock);
+    bool again = told_at && now - told_at < 60000 && strcmp(told, tally->why) == 0;
+    if (!again) {
+        told_at = now;
+        snprintf(told, sizeof(told), "%s", tally->why);
+    }
+    pthread_mutex_unlock(&lock);
+    if (again) return;
+    log_warn("accounting: %d%s payout mails stay owed until " ACCT_PAYOUT " mail() works for them: %s",
+             tally->waiting, tally->sent == 0 && tally->waiting >= ACCT_MAIL_FAILS_MAX ? "+" : "",
+             tally->why);
 }
 
 int acct_mail_flush(service_t *svc, db_conn_t *c)
@@ -188,6 +229,7 @@ int acct_mail_flush(service_t *svc, db_conn_t *c)
     if (!p) return diag_set(DIAG_INTERNAL, "out of memory");
     char after[UUID_LEN] = "";
     int n = 0, total = 0, rc = 0;
+    flush_tally_t tally = {0};
     do {
         if (db_begin(c) < 0) {
             rc = -1;
@@ -198,13 +240,15 @@ int acct_mail_flush(service_t *svc, db_conn_t *c)
             rc = -1;
             break;
         }
-        rc = send_pending(c, svc, p, n) < 0 || db_commit(c) < 0 ? -1 : 0;
+        int sent = tally.sent;
+        rc = send_pending(c, svc, p, n, &tally) < 0 || db_commit(c) < 0 ? -1 : 0;
         if (rc < 0) db_rollback(c);
         if (n > 0) snprintf(after, sizeof(after), "%s", p[n - 1].entry);
         pending_free(p, n);
-        total += rc == 0 ? n : 0;
-    } while (rc == 0 && n == ACCT_MAIL_CHUNK);
+        total += rc == 0 ? tally.sent - sent : 0;
+    } while (rc == 0 && n == ACCT_MAIL_CHUNK && !(tally.sent == 0 && tally.waiting >= ACCT_MAIL_FAILS_MAX));
     free(p);
+    tell_waiting(&tally);
     if (total > 0) log_info("accounting: %d payout mails queued", total);
     return rc < 0 ? -1 : total;
 }
