@@ -5,6 +5,8 @@
  */
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <lua.h>
 #include <microhttpd.h>
 #include <nats/nats.h>
@@ -85,14 +87,34 @@ static int cmd_rules(const char *config_file, int argc, char **argv)
         fprintf(stderr, "ates rules check: too many arguments\n");
         return 2;
     }
-    const char *dir = argc == 3 ? argv[2] : NULL;
+    const char *arg = argc == 3 ? argv[2] : NULL;
     config_t cfg;
-    if (!dir) {
+    char dir[PATH_MAX];
+    const char *only = NULL;
+    struct stat st;
+    if (!arg) {
         if (load_config(config_file, &cfg) < 0) return 2;
-        dir = cfg.rules_dir;
+        arg = cfg.rules_dir;
     }
-    int rc = rules_check_dir(dir, stderr);
-    if (rc == 0) printf("rules in %s: ok\n", dir);
+    snprintf(dir, sizeof(dir), "%s", arg);
+    if (stat(arg, &st) == 0 && S_ISREG(st.st_mode)) { /* one file: a draft before it is saved over */
+        char *slash = strrchr(dir, '/');
+        only = slash ? arg + (slash - dir) + 1 : arg;
+        if (slash) *slash = '\0';
+        else snprintf(dir, sizeof(dir), ".");
+        if (!dir[0]) snprintf(dir, sizeof(dir), "/");
+    }
+    /* what the services call must be there */
+    const char *req[2 * 64];
+    int nreq = 0;
+    for (const plugin_t *const *p = ates_plugins; *p; p++)
+        for (const plugin_rule_t *r = (*p)->rules; r && r->file && nreq < 64; r++) {
+            req[2 * nreq] = r->file;
+            req[2 * nreq + 1] = r->fn;
+            nreq++;
+        }
+    int rc = rules_check_dir(dir, only, req, nreq, stderr);
+    if (rc == 0) printf("%s%s%s: ok\n", only ? only : "rules in ", only ? " in " : "", dir);
     return rc == 0 ? 0 : 1;
 }
 
@@ -131,6 +153,10 @@ static int cmd_events(const char *config_file, int argc, char **argv)
         } else {
             return 2;
         }
+    }
+    if (optind + 1 < argc) {
+        fprintf(stderr, "ates events tail: one subject at most ('%s' is one too many)\n", argv[optind + 1]);
+        return 2;
     }
     const char *subject = optind < argc ? argv[optind] : "ates.>";
     config_t cfg;
@@ -195,15 +221,18 @@ static const command_t commands[] = {
      "  ATES_HTTP_ADDR, events over ATES_NATS_URL, data under ATES_DATA_DIR.\n",
      cmd_serve},
     {"rules", "check rule files",
-     "usage: ates rules check [DIR]\n"
-     "  Loads every rule file of DIR (default ATES_RULES_DIR) as a reload would and\n"
-     "  runs its selftest(); prints file:line: message per failure, exits 1 on any.\n",
+     "usage: ates rules check [DIR | FILE]\n"
+     "  Loads every rule file of DIR (default ATES_RULES_DIR), or only FILE, as a\n"
+     "  reload would, with the functions the services call, and runs its\n"
+     "  selftest(); prints file:line: message per failure, and a line per rule\n"
+     "  file the services need that is missing; exits 1 on any.\n",
      cmd_rules},
     {"events", "print events as JSON lines",
      "usage: ates events tail [SUBJECT] [--from-start] [--max N]\n"
      "  Prints every event on SUBJECT (default ates.>) as one JSON line\n"
      "  {subject, headers, event}. --from-start replays what the streams hold first;\n"
-     "  --max stops after N events.\n",
+     "  --max stops after N events (0, the default: no limit; Ctrl-C stops).\n"
+     "  It waits for NATS when it is down, saying so on stderr.\n",
      cmd_events},
     {"replay", "rebuild a service's projections from the streams",
      "usage: ates replay SERVICE\n"
@@ -270,6 +299,11 @@ int main(int argc, char **argv)
         if (strcmp(sub_argv[0], commands[k].name) != 0) continue;
         if (wants_help(sub_argc, sub_argv)) {
             fputs(commands[k].usage, stdout);
+            if (commands[k].run == cmd_serve) {
+                printf("  Services:");
+                for (const plugin_t *const *p = ates_plugins; *p; p++) printf(" %s", (*p)->name);
+                printf("\n");
+            }
             return 0;
         }
         return commands[k].run(config_file, sub_argc, sub_argv);
@@ -284,6 +318,22 @@ int main(int argc, char **argv)
         config_t cfg;
         if (load_config(config_file, &cfg) < 0) return 2;
         return pc->run(&cfg, sub_argc - words, sub_argv + words);
+    }
+    /* the first word of a two-word command ("user" of "user add"): its usages */
+    bool group = false;
+    for (const plugin_t *const *p = ates_plugins; *p; p++)
+        for (const plugin_command_t *c = (*p)->commands; c && c->name; c++) {
+            const char *space = strchr(c->name, ' ');
+            if (!space || (size_t)(space - c->name) != strlen(sub_argv[0]) ||
+                strncmp(c->name, sub_argv[0], (size_t)(space - c->name)) != 0)
+                continue;
+            group = true;
+            fputs(c->usage, wants_help(sub_argc, sub_argv) ? stdout : stderr);
+        }
+    if (group) {
+        if (wants_help(sub_argc, sub_argv)) return 0;
+        fprintf(stderr, "ates %s: expected one of the commands above\n", sub_argv[0]);
+        return 2;
     }
     fprintf(stderr, "ates: unknown command '%s'\n", sub_argv[0]);
     usage(stderr);

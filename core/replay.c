@@ -91,7 +91,7 @@ static int open_all(replay_t *r)
         bus_open(&r->bus, r->cfg->nats_url, r->schemas) < 0)
         return -1;
     for (const plugin_rule_t *q = r->p->rules; q && q->file; q++)
-        if (rules_require(r->rules, q->file, q->fn) < 0) log_diag(LOG_WARN, "rules");
+        if (rules_require(r->rules, q->file, q->fn) < 0) log_diag(LOG_WARN, "replay needs it");
     if (snprintf(path, sizeof(path), "%s/%s.db", r->cfg->data_dir, r->p->name) >= (int)sizeof(path))
         return diag_set(DIAG_VALIDATION, "data dir path too long");
     if (db_open(&r->db, r->p->name, path, db_core_migrations, r->p->migrations) < 0) return -1;

@@ -762,7 +762,8 @@ cJSON *rules_status(rules_t *r)
     return root;
 }
 
-int rules_check_dir(const char *dir, void *err_file)
+int rules_check_dir(const char *dir, const char *only, const char *const *req, int nreq,
+                    void *err_file)
 {
     FILE *err = err_file;
     rules_names_t *names = malloc(sizeof *names);
@@ -772,17 +773,36 @@ int rules_check_dir(const char *dir, void *err_file)
         free(names);
         return -1;
     }
+    /* a file some service calls that is not there */
+    for (int k = 0; k < nreq; k++) {
+        const char *file = req[2 * k], *fn = req[2 * k + 1];
+        bool first = true; /* said once per file */
+        for (int e = 0; e < k; e++) first = first && strcmp(req[2 * e], file) != 0;
+        if (!first || (only && strcmp(only, file) != 0)) continue;
+        if (!bsearch(file, *names, (size_t)n, RULES_NAME_MAX, cmp_names)) {
+            fprintf(err, "%s: missing (the services call its %s())\n", file, fn);
+            failed++;
+        }
+    }
     for (int i = 0; i < n; i++) {
+        if (only && strcmp(only, (*names)[i]) != 0) continue;
+        const char *fns[RULES_MAX_REQ];
+        int nfns = 0;
+        for (int k = 0; k < nreq && nfns < RULES_MAX_REQ; k++)
+            if (strcmp(req[2 * k], (*names)[i]) == 0) fns[nfns++] = req[2 * k + 1];
         char *buf = NULL;
         size_t len = 0;
         int rc = read_file(dir, (*names)[i], &buf, &len);
         if (rc > 0) continue;
-        if (rc != 0 ||
-            rules__verify((*names)[i], buf, len, NULL, 0, NULL) != 0) {
+        if (rc != 0 || rules__verify((*names)[i], buf, len, fns, nfns, NULL) != 0) {
             fprintf(err, "%s\n", diag_last()->message);
             failed++;
         }
         free(buf);
+    }
+    if (only && !bsearch(only, *names, (size_t)n, RULES_NAME_MAX, cmp_names)) {
+        fprintf(err, "%s: not a rule file in %s (NAME.lua)\n", only, dir);
+        failed++;
     }
     free(names);
     return failed ? -1 : 0;

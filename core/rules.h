@@ -107,8 +107,12 @@ int rules_call_args(rules_args_t *a, const char *file, const char *fn, cJSON **r
 /* {"items":[{"file","version","loaded_at","error"}]} for GET /api/rules. */
 cJSON *rules_status(rules_t *r);
 
-/* `ates rules check DIR`: load every file of `dir` as a reload would, run
- * the selftests, print "file:line: message" lines to `err`; 0 when all pass. */
-int rules_check_dir(const char *dir, void *err_file);
+/* `ates rules check`: load every file of `dir` (or only the one named
+ * `only`, when not NULL) as a reload would, with the functions `req` names
+ * for it (nreq pairs of file, function, as the services require them), run
+ * the selftests, print "file:line: message" lines to `err`, and a line for
+ * each required file that is not there; 0 when all pass. */
+int rules_check_dir(const char *dir, const char *only, const char *const *req, int nreq,
+                    void *err_file);
 
 #endif

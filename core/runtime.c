@@ -124,7 +124,13 @@ int runtime_select(const char *csv, const plugin_t **out, int max, int *n)
     while (*s) {
         size_t len = strcspn(s, ",");
         const plugin_t *p = find_plugin(s, len);
-        if (!p) return diag_set(DIAG_VALIDATION, "unknown service '%.*s'", (int)len, s);
+        if (!p) {
+            char known[256] = "";
+            for (const plugin_t *const *k = ates_plugins; *k; k++)
+                snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
+                         k == ates_plugins ? "" : ", ", (*k)->name);
+            return diag_set(DIAG_VALIDATION, "unknown service '%.*s' (services: %s)", (int)len, s, known);
+        }
         for (int i = 0; i < *n; i++)
             if (out[i] == p) return diag_set(DIAG_VALIDATION, "service '%s' named twice", p->name);
         if (*n >= max) return diag_set(DIAG_VALIDATION, "too many services");
@@ -273,7 +279,7 @@ static int start_service(runtime_t *rt, service_t *svc)
         return diag_set(DIAG_VALIDATION, "data dir path too long");
     if (db_open(&svc->db, p->name, path, db_core_migrations, p->migrations) < 0) return -1;
     for (const plugin_rule_t *r = p->rules; r && r->file; r++)
-        if (rules_require(rt->rules, r->file, r->fn) < 0) log_diag(LOG_WARN, "rules");
+        if (rules_require(rt->rules, r->file, r->fn) < 0) log_diag(LOG_WARN, "a service needs it");
     if (p->start && p->start(svc) < 0) return -1;
     svc->started = true;
     if (p->routes && http_add_routes(rt->http, p->routes, svc) < 0) return -1;

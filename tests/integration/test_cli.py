@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 
-from harness import ATES_BIN, Ates, Check, NatsServer, TESTHOST, tmpdir, wait_for, write_file
+from harness import ATES_BIN, Ates, Check, NatsServer, TESTHOST, repo_rules, tmpdir, wait_for, write_file
 
 t = Check()
 
@@ -49,10 +49,27 @@ t(rc == 2 and "io" in err, "config has no io: %r" % err)
 rc, out, err = run(["--config", "/nonexistent/ates.lua", "serve"])
 t.eq(rc, 2, "missing named config file exits 2")
 
-rules = tmpdir("rules")
+# what the services call must be there: a directory without pricing.lua is not fine
+bare = tmpdir("rules")
+write_file(os.path.join(bare, "good.lua"), "function f() return 1 end\nfunction selftest() assert(f() == 1) end\n")
+rc, out, err = run(["rules", "check", bare])
+t(rc == 1 and "pricing.lua: missing (the services call its price())" in err, "a required file missing: %r" % err)
+rules = repo_rules()
 write_file(os.path.join(rules, "good.lua"), "function f() return 1 end\nfunction selftest() assert(f() == 1) end\n")
 rc, out, err = run(["rules", "check", rules])
 t.eq(rc, 0, "rules check on good rules: %r" % err)
+write_file(os.path.join(rules, "pricing.lua"), "function cost() return 1 end\n")
+rc, out, err = run(["rules", "check", rules])
+t(rc == 1 and "price" in err, "a required function missing: %r" % err)
+# one file: a draft checked before it is saved over the one in force
+draft = os.path.join(tmpdir("draft"), "pricing.lua")
+write_file(draft, "function price(t) return {assign_fee_cents = 1000, reward_cents = 2000} end\n")
+rc, out, err = run(["rules", "check", draft])
+t(rc == 0 and "pricing.lua in" in out, "one file: %d %r %r" % (rc, out, err))
+write_file(draft, "function price(t) return {assign_fee_cents = } end\n")
+rc, out, err = run(["rules", "check", draft])
+t(rc == 1 and "pricing.lua:1:" in err, "one bad file: %r" % err)
+write_file(os.path.join(rules, "pricing.lua"), open(os.path.join(repo_rules(), "pricing.lua")).read())
 write_file(os.path.join(rules, "bad.lua"), "function f()\n  return = 1\nend\n")
 rc, out, err = run(["rules", "check", rules])
 t.eq(rc, 1, "rules check on a bad file exits 1")

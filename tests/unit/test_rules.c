@@ -587,7 +587,7 @@ static void test_check_dir(void)
     write_file(dir, "bad.lua", "function f()\n  return 1\nend end\n");
     write_file(dir, "README.txt", "not a rule");
     FILE *err = tmpfile();
-    T_EQ_INT(rules_check_dir(dir, err), -1);
+    T_EQ_INT(rules_check_dir(dir, NULL, NULL, 0, err), -1);
     rewind(err);
     size_t n = fread(text, 1, sizeof text - 1, err);
     text[n] = '\0';
@@ -596,12 +596,12 @@ static void test_check_dir(void)
     T_CHECK(strstr(text, "good.lua") == NULL);
     remove_file(dir, "bad.lua");
     err = tmpfile();
-    T_EQ_INT(rules_check_dir(dir, err), 0);
+    T_EQ_INT(rules_check_dir(dir, NULL, NULL, 0, err), 0);
     T_EQ_INT(ftell(err), 0);
     fclose(err);
     remove_dir(dir);
     err = tmpfile();
-    T_EQ_INT(rules_check_dir(dir, err), -1); /* the directory is gone */
+    T_EQ_INT(rules_check_dir(dir, NULL, NULL, 0, err), -1); /* the directory is gone */
     fclose(err);
 }
 
