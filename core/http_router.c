@@ -243,19 +243,21 @@ http_match_result_t http_router_match(const http_router_t *r, const char *method
     m->allow[0] = '\0';
     if (split_path(path, segs, &nseg) < 0) return HTTP_MATCH_NOT_FOUND;
     bool head = strcmp(method, "HEAD") == 0;
-    http_rroute_t *best = NULL;
-    long best_score = -1;
-    bool fits = false;
+    /* the path belongs to its most specific pattern, whatever the method:
+     * GET /api/tasks/shuffle is a wrong method on the shuffle, not the task
+     * "shuffle" */
+    long top = -1;
     for (size_t i = 0; i < r->n; i++) {
+        long score = fit(r->routes[i], segs, nseg);
+        if (score > top) top = score;
+    }
+    http_rroute_t *best = NULL;
+    bool fits = top >= 0;
+    for (size_t i = 0; fits && i < r->n; i++) {
         http_rroute_t *rr = r->routes[i];
-        long score = fit(rr, segs, nseg);
-        if (score < 0) continue;
-        fits = true;
+        if (fit(rr, segs, nseg) != top) continue;
         bool same = strcmp(rr->method, method) == 0 || (head && strcmp(rr->method, "GET") == 0);
-        if (same && score > best_score) {
-            best = rr;
-            best_score = score;
-        }
+        if (same) best = rr;
         allow_add(m->allow, rr->method);
         if (strcmp(rr->method, "GET") == 0) allow_add(m->allow, "HEAD");
     }

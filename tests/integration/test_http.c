@@ -644,13 +644,14 @@ static void test_handlers(void)
     T_EQ_INT(request("GET", "/api/page", NULL, NULL, &r), 0);
     T_EQ_INT(body_num(&r, "limit"), 50);
     resp_free(&r);
-    T_EQ_INT(request("GET", "/api/page?limit=500&after=abc", NULL, NULL, &r), 0);
+    T_EQ_INT(request("GET", "/api/page?limit=500&after=0190f3a2-7b1c-7d4e-8f00-0123456789ab", NULL, NULL, &r), 0);
     T_EQ_INT(r.status, 200);
     T_EQ_INT(body_num(&r, "limit"), 500);
-    T_EQ_STR(body_str(&r, "after", buf, sizeof(buf)), "abc");
+    T_EQ_STR(body_str(&r, "after", buf, sizeof(buf)), "0190f3a2-7b1c-7d4e-8f00-0123456789ab");
     resp_free(&r);
     const char *bad[] = {"/api/page?limit=0", "/api/page?limit=501", "/api/page?limit=x",
-                         "/api/page?limit=5x", "/api/page?limit=", "/api/page?limit=+5"};
+                         "/api/page?limit=5x", "/api/page?limit=", "/api/page?limit=+5",
+                         "/api/page?after=abc" /* no id: not the end of the list */};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         T_EQ_INT(request("GET", bad[i], NULL, NULL, &r), 0);
         T_EQ_INT(r.status, 422);
