@@ -108,6 +108,21 @@ async function openTasks(who, assignee = 'all', status = 'open') {
   return out;
 }
 
+/* Tasks made by the admin until `who` has at least n open ones. */
+async function ensureOpen(who, n) {
+  for (let i = 0; i < 60 && (await openTasks(who, 'me', 'open')).length < n; i++) {
+    const r = await api('admin').post('/api/tasks', { title: `For ${who} ${i}` });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+  }
+  assert.ok((await openTasks(who, 'me', 'open')).length >= n, `${who} has ${n} open tasks`);
+}
+
+/* The page is no wider than its viewport (nothing scrolls sideways). */
+async function assertNoSideScroll(page, what) {
+  const { width, vw } = await page.evaluate(() => ({ width: document.documentElement.scrollWidth, vw: window.innerWidth }));
+  assert.ok(width <= vw, `${what}: the page is ${width}px wide in a ${vw}px viewport`);
+}
+
 /* --- setup ------------------------------------------------------------------ */
 
 async function setup() {
@@ -182,11 +197,64 @@ async function run() {
     });
   }
 
+  await test('the login page asks /api/auth/me only when this browser may be signed in (no 401 in the console)', async () => {
+    const ctx = await H.newContext(browser, ates.base);
+    ctx.setDefaultTimeout(30000);
+    contexts.push(ctx);
+    const page = await ctx.newPage();
+    let probes = 0;
+    const errors = [];
+    page.on('request', (r) => { if (new URL(r.url()).pathname === '/api/auth/me') probes++; });
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    await page.goto('/');
+    await page.waitForLoadState('networkidle');
+    assert.equal(probes, 0, 'no probe in a browser that never signed in');
+    assert.deepEqual(errors, []);
+    await page.getByLabel('Email').fill(USERS.popug2.email);
+    await page.getByLabel('Beak shape').fill(USERS.popug2.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL('**/tracker');
+    await page.locator('#who-name').waitFor();
+    await page.goto('/'); // signed in: the login page sends you on
+    await page.waitForURL('**/tracker');
+    await page.locator('#who-name').waitFor();
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForURL(/\/\?bye=1$/);
+    await page.waitForLoadState('networkidle');
+    probes = 0;
+    await page.goto('/');
+    await page.waitForLoadState('networkidle');
+    assert.equal(probes, 0, 'no probe after logging out');
+    assert.deepEqual(errors, []);
+    await ctx.close();
+  });
+
+  await test('login lockout: the wait is said once, in minutes', async () => {
+    const email = 'nobody-locked@popug.test';
+    await H.waitFor(async () => (await H.client(ates.base).post('/api/auth/login', { email, password: 'wrong' })).status === 429,
+      'the lockout', 20000, 0);
+    const ctx = await H.newContext(browser, ates.base, H.PHONE);
+    contexts.push(ctx);
+    const page = await ctx.newPage();
+    await page.goto('/');
+    await page.getByLabel('Email').fill(email);
+    await page.getByLabel('Beak shape').fill('wrong');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const got = await assertText(page.locator('#login-msg'), /too many failed logins/i);
+    assert.equal((got.match(/try again/gi) || []).length, 1, `the wait is named once: ${got}`);
+    assert.match(got, /try again in about 15 minutes\.$/, got);
+    await ctx.close();
+  });
+
   await test('popug creates a task: the title refuses [ and ] before sending, the fix moves the jira id', async () => {
     const { page } = USERS.popug.session;
     const posts = [];
     const onReq = (r) => { if (r.method() === 'POST' && r.url().endsWith('/api/tasks')) posts.push(r); };
     page.on('request', onReq);
+    await page.getByRole('button', { name: 'Create task' }).click();
+    await assertText(page.locator('#new-msg'), 'Please give the task a title.');
+    await page.getByLabel('Title').pressSequentially('Pol');
+    assert.ok(await page.locator('#new-msg').isHidden(), 'the old message goes once the title is edited');
     await page.getByLabel('Title').fill('[POP-77] Polish the swing');
     await assertText(page.locator('#title-error'), /cannot contain \[ or \]/);
     assert.equal(await page.getByLabel('Title').getAttribute('aria-invalid'), 'true');
@@ -252,6 +320,25 @@ async function run() {
     assert.ok(who.length === mine && who.every((w) => w === 'you'), `every row is mine: ${who}`);
   });
 
+  await test('completing from All tasks says Done there, and the message stays when the list reloads', async () => {
+    const { page } = USERS.popug.session;
+    await ensureOpen('popug', 1);
+    await page.reload();
+    await page.getByLabel('Assignee').selectOption('me');
+    await page.getByLabel('Status').selectOption('open');
+    const mine = (await openTasks('popug', 'me', 'open')).length;
+    await assertText(page.locator('#all-where'), `Page 1 · ${mine} task${mine === 1 ? '' : 's'}`);
+    const row = page.locator('#all-list tbody tr').first();
+    const id = await row.getAttribute('data-task');
+    const title = (await row.locator('.task-title').textContent()).trim();
+    await row.getByRole('button', { name: /^Complete/ }).click();
+    await page.locator(`#all-list tbody tr[data-task="${id}"]`).waitFor({ state: 'detached' });
+    await H.sleep(100);
+    assert.ok(await page.locator('#all-msg').isVisible(), 'the message is on screen after the reload');
+    await assertText(page.locator('#all-msg'), `Done: “${title}”. Nice work!`);
+    assert.equal((await api('popug').get(`/api/tasks/${id}`)).body.status, 'done');
+  });
+
   await test('two quick completions: the older refresh, answered last, does not bring a done task back', async () => {
     const { page } = USERS.popug.session;
     for (let i = 0; i < 60 && (await openTasks('popug', 'me', 'open')).length < 2; i++) {
@@ -297,6 +384,33 @@ async function run() {
     await assertText(page.locator('#shuffle-msg'), `Shuffled: ${open} open tasks were reassigned.`);
     assert.equal(await page.locator('#shuffle-msg').getAttribute('data-reassigned'), String(open));
     await shot(page, 'tracker-manager-shuffled-desktop');
+  });
+
+  await test('a stale Complete (done elsewhere: 409; reassigned: 403) says so plainly and refreshes the lists', async () => {
+    const { page } = USERS.popug.session;
+    await ensureOpen('popug', 2);
+    await page.reload();
+    await page.getByRole('button', { name: /^Open/ }).click();
+    const items = page.locator('#mine-open-list li.task');
+    await items.nth(1).waitFor();
+    const [a, b] = [await items.nth(0).getAttribute('data-task'), await items.nth(1).getAttribute('data-task')];
+    // b is completed behind the page's back
+    assert.equal((await api('popug').post(`/api/tasks/${b}/complete`)).status, 200);
+    await page.locator(`#mine-open-list li[data-task="${b}"]`).getByRole('button', { name: /^Complete/ }).click();
+    await assertText(page.locator('#mine-msg'), /is already done/);
+    await page.locator(`#mine-open-list li[data-task="${b}"]`).waitFor({ state: 'detached' });
+    // a is shuffled away from Kiwi behind the page's back
+    let moved = false;
+    for (let i = 0; i < 40 && !moved; i++) {
+      assert.equal((await api('manager').post('/api/tasks/shuffle')).status, 200);
+      moved = (await api('admin').get(`/api/tasks/${a}`)).body.assignee_id !== USERS.popug.id;
+    }
+    assert.ok(moved, 'a shuffle gave the task to someone else');
+    await page.locator(`#mine-open-list li[data-task="${a}"]`).getByRole('button', { name: /^Complete/ }).click();
+    await assertText(page.locator('#mine-msg'), /no longer yours: it was reassigned/);
+    await page.locator(`#mine-open-list li[data-task="${a}"]`).waitFor({ state: 'detached' });
+    const open = await openTasks('popug', 'me', 'open');
+    await assertText(page.locator('#mine-open-n'), `(${open.length})`);
   });
 
   await test('an API error shows the CONTRACT message; a non-JSON failure is still a sentence', async () => {
@@ -402,6 +516,67 @@ async function run() {
     await assertText(page.locator('#acct-msg'), /Enter an account id/);
   }, ['accounting']);
 
+  await test('a 90-character title without spaces wraps in the accounting log (360 px and desktop)', async () => {
+    const title = 'Averyveryverylongtitle'.padEnd(86, 'x') + 'deed';
+    assert.equal(title.length, 90);
+    const made = await H.waitFor(async () => {
+      const r = await api('manager').post('/api/tasks', { title });
+      if (r.status !== 201 && r.status !== 409) throw new Error(`create: ${r.status} ${JSON.stringify(r.body)}`);
+      return r.status === 201 && r.body;
+    }, 'the long-titled task');
+    const log = await H.waitFor(async () => {
+      const r = await api('accountant').get(`/api/accounting/accounts/${made.assignee_id}`);
+      return r.status === 200 && r.body.entries.some((e) => e.task_id === made.id) && r.body;
+    }, 'the assign fee in the assignee’s log');
+    const { page } = USERS.accountant.session;
+    for (const vp of [H.PHONE, H.DESKTOP]) {
+      await page.setViewportSize(vp);
+      await page.goto('/accounting');
+      await page.getByLabel('Account', { exact: true }).fill(made.assignee_id);
+      await page.locator('#acct-day').fill(log.day);
+      await page.locator('#acct-show').click();
+      await page.locator('#acct-entries tbody tr', { hasText: title.slice(0, 30) }).first().waitFor();
+      await assertNoSideScroll(page, `the log with a long title at ${vp.width}px`);
+      const wrap = await page.locator('#acct-result .table-wrap').evaluate((el) => ({ sw: el.scrollWidth, cw: el.clientWidth }));
+      assert.ok(wrap.sw <= wrap.cw + 1, `the table fits its card at ${vp.width}px (${wrap.sw} > ${wrap.cw})`);
+    }
+  }, ['accounting']);
+
+  await test('desktop accounting: an account’s log takes the width; the close-day card does not stretch', async () => {
+    for (const role of ['accountant', 'admin']) {
+      const { page } = USERS[role].session;
+      await page.setViewportSize(H.DESKTOP);
+      await page.goto('/accounting');
+      await page.getByLabel('Account', { exact: true }).fill(USERS.popug.id);
+      await page.locator('#acct-show').click();
+      await page.locator('#acct-entries tbody tr').first().waitFor();
+      const box = async (sel) => page.locator(sel).boundingBox();
+      const [company, acct] = [await box('#company'), await box('section:has(> #acct-form)')];
+      if (role === 'accountant') {
+        assert.ok(acct.width >= company.width - 2, `the log is as wide as the page (${acct.width} of ${company.width})`);
+      } else {
+        const close = await box('#close-card');
+        assert.ok(acct.width >= 0.6 * company.width, `the log has most of the width (${acct.width} of ${company.width})`);
+        assert.ok(close.height < acct.height && close.height < 500, `the close card is as tall as its content (${close.height}px)`);
+      }
+    }
+  }, ['accounting']);
+
+  await test('charts at 360 px: the latest bar always has a label', async () => {
+    const { page } = USERS.accountant.session;
+    await page.setViewportSize(H.PHONE);
+    await page.goto('/accounting');
+    await page.locator('#days-chart svg .x-label').first().waitFor();
+    await page.waitForFunction(() => Number(document.querySelector('#days-chart svg').getAttribute('width')) < 400);
+    const bars = await page.locator('#days-chart svg rect.bar').count();
+    const labels = await page.locator('#days-chart svg .x-label').allTextContents();
+    assert.ok(labels.length < bars, `labels are thinned at 360 px (${labels.length} for ${bars} bars)`);
+    const last = await page.evaluate(() => new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' })
+      .format(new Date(document.querySelector('#days-to').value + 'T00:00:00Z')));
+    assert.equal(labels[labels.length - 1], last);
+    await page.setViewportSize(H.DESKTOP);
+  }, ['accounting']);
+
   await test('admin sees the accounting view and closes today; the table shows it closed', async () => {
     const { page } = USERS.admin.session;
     await page.goto('/accounting');
@@ -422,6 +597,11 @@ async function run() {
     }, 'today closed');
     await page.locator('#days-show').click();
     await assertText(page.locator(`#days tbody tr[data-day="${today.day}"] .badge`), 'Closed');
+    // closing it again changes nothing, and the page says so
+    await page.getByRole('button', { name: 'Close day…' }).click();
+    await page.getByRole('button', { name: 'Yes, close it' }).click();
+    const again = await assertText(page.locator('#close-msg'), /was already closed; nothing changed\.$/);
+    assert.doesNotMatch(again, /Closed|Paid out/);
   }, ['accounting']);
 
   await test('admin sees analytics: today, the most expensive task per period, day by day', async () => {
@@ -482,6 +662,28 @@ async function run() {
     assert.equal((await page.locator('#expensive thead th').first().textContent()).trim(), 'Week');
     assert.equal(await page.locator('#exp-show').isDisabled(), false, 'Show is usable again');
   }, ['analytics']);
+
+  await test('a 64-character name is cut with an ellipsis at 360 px; Log out stays on screen', async () => {
+    const name = 'Maximilianafeatheringtoncockatielofthenorthernperchaviary'.padEnd(64, 'z');
+    const u = { email: 'longname@popug.test', password: 'long-beak-shape', name, role: 'popug' };
+    const r = await api('admin').post('/api/accounts', u);
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    USERS.longname = u;
+    const { ctx, page } = await signIn('longname', H.PHONE);
+    for (const path of ['/tracker', '/accounting', '/analytics']) {
+      await page.goto(path);
+      await page.locator('#who-name').waitFor();
+      await page.waitForLoadState('networkidle');
+      await assertNoSideScroll(page, `${path} with a long name`);
+      const out = await page.locator('#logout').boundingBox();
+      assert.ok(out.x + out.width <= H.PHONE.width, `Log out ends at ${out.x + out.width}px`);
+      assert.equal(await page.locator('#who-name').textContent(), name);
+      assert.match(await page.locator('#who-name').getAttribute('title'), new RegExp(`^${name}`));
+      assert.ok(await page.locator('#who-name').evaluate((el) => el.scrollWidth > el.clientWidth), 'the name is cut');
+    }
+    await shot(page, 'tracker-longname-360px');
+    await ctx.close();
+  });
 
   await test('screenshots of every dashboard at desktop and 360 px; nothing wider than the phone', async () => {
     const views = [

@@ -4,7 +4,7 @@
 // task; for admins closing a day.
 
 import { get, isMissingService, post, withQuery } from './api.js';
-import { $, busy, errorText, fill, h, loads, say, sayError, table } from './dom.js';
+import { $, busy, clearOnEdit, errorText, fill, h, loads, say, sayError, table } from './dom.js';
 import { barChart } from './chart.js';
 import { UUID_RE, addDays, dayLabel, dayShort, isDay, money, moneyClass, moneyShort, plural, shortId, time, utcToday } from './format.js';
 import { boot } from './shell.js';
@@ -240,6 +240,7 @@ async function loadAccount(e) {
   if (!id) {
     $('#acct-id').setAttribute('aria-invalid', 'true');
     say(msg, 'error', 'Enter an account id (a UUID such as 0191c0de-…)' + (me.role === 'admin' ? ', or pick an account from the list.' : '.'));
+    fill($('#acct-result')); // the last account's log would read as this one's
     $('#acct-id').focus();
     return;
   }
@@ -266,6 +267,7 @@ async function loadAccount(e) {
 function setupClose() {
   if (me.role !== 'admin') return;
   $('#close-card').hidden = false;
+  clearOnEdit($('#close-form'), $('#close-msg'));
   const ask = $('#close-ask');
   const confirmBox = $('#close-confirm');
   const msg = $('#close-msg');
@@ -292,8 +294,12 @@ function setupClose() {
     const day = $('#close-day').value;
     try {
       const r = await busy(e.currentTarget, () => post('/api/accounting/close-day', day ? { day } : {}));
-      const parts = [];
       const closed = (r && r.day) || day;
+      if (r && r.changed === false) {
+        say(msg, 'info', `${closed ? dayLabel(closed) : 'That day'} was already closed; nothing changed.`);
+        return;
+      }
+      const parts = [];
       parts.push(closed ? `Closed ${dayLabel(closed)}.` : 'Day closed.');
       if (r && r.paid_cents !== undefined) parts.push(`Paid out ${money(r.paid_cents)}${r.paid_accounts !== undefined ? ` to ${plural(r.paid_accounts, 'account', 'accounts')}` : ''}.`);
       if (r && r.negative_accounts !== undefined) parts.push(`${plural(r.negative_accounts, 'account is', 'accounts are')} in the red.`);
@@ -333,6 +339,9 @@ async function setupCompany() {
     loadDays();
   });
   $('#acct-form').addEventListener('submit', loadAccount);
+  $('#acct-id').addEventListener('input', () => $('#acct-id').removeAttribute('aria-invalid'));
+  clearOnEdit($('#acct-form'), $('#acct-msg'));
+  clearOnEdit($('#days-form'), $('#days-msg'));
   setupClose();
   await Promise.all([loadDays(), loadAccountChoices()]);
 }

@@ -5,7 +5,13 @@
 // a time, since a refresh token is single use) and the request retried;
 // when that fails the page goes back to the login.
 
+import { waitText } from './format.js';
+
 const REFRESH_KEY = 'ates.refresh_token';
+// Until when (ms since the epoch) the access cookie may still be valid: it is
+// HttpOnly, so scripts cannot see it; this lets the login page skip asking
+// /api/auth/me (and a 401 in the console) when there is surely no session.
+const SESSION_KEY = 'ates.session_until';
 const AUTH_PATHS = ['/api/auth/login', '/api/auth/refresh', '/api/auth/logout'];
 
 const STATUS_CODES = {
@@ -28,9 +34,41 @@ export class ApiError extends Error {
     let m = this.message || 'Something went wrong.';
     m = m.charAt(0).toUpperCase() + m.slice(1);
     if (!/[.!?]$/.test(m)) m += '.';
-    if (this.code === 'too_many_requests' && this.retryAfter) m += ` Try again in ${this.retryAfter} s.`;
+    if (this.code === 'too_many_requests') {
+      // the server's text may name the wait already ("try again in 898 s"): say it once, in words
+      const named = /\b(\d+) ?s(?:ec(?:ond)?s?)?\b/;
+      if (named.test(m)) m = m.replace(named, (_, n) => waitText(n));
+      else if (this.retryAfter && /^\d+$/.test(this.retryAfter)) m += ` Try again in ${waitText(this.retryAfter)}.`;
+    }
     return m;
   }
+}
+
+/* Remember how long the access cookie lives (expires_in: its Max-Age). */
+function noteSession(expiresIn) {
+  try {
+    if (expiresIn) localStorage.setItem(SESSION_KEY, String(Date.now() + Number(expiresIn) * 1000));
+    else localStorage.removeItem(SESSION_KEY);
+  } catch {
+    /* storage may be disabled: the login page then always asks */
+  }
+}
+
+/* false when no access cookie of this browser can still be valid (none was
+ * set, it has expired, or the session was ended here); true otherwise,
+ * also when that cannot be told. */
+export function maybeSignedIn() {
+  try {
+    if (refreshToken()) return true;
+    const until = Number(localStorage.getItem(SESSION_KEY));
+    return until > Date.now();
+  } catch {
+    return true;
+  }
+}
+
+export function forgetSession() {
+  noteSession(null);
 }
 
 export function refreshToken() {
@@ -103,6 +141,7 @@ export function refreshSession() {
       }
       const data = await parse(resp);
       setRefreshToken(data.refresh_token);
+      noteSession(data.expires_in);
       return true;
     })().finally(() => {
       refreshing = null;
@@ -127,6 +166,7 @@ export async function api(method, path, body) {
       resp = await send(method, path, body);
     }
     if (resp.status === 401) {
+      noteSession(null);
       onSessionLost();
       throw new ApiError(401, 'unauthorized', 'Your session has ended; please sign in again');
     }
@@ -148,12 +188,14 @@ export function withQuery(path, params) {
 export async function login(email, password) {
   const data = await api('POST', '/api/auth/login', { email, password });
   setRefreshToken(data.refresh_token);
+  noteSession(data.expires_in);
   return data;
 }
 
 export async function logout() {
   const token = refreshToken();
   setRefreshToken(null);
+  noteSession(null);
   // The answer clears the cookie; without a refresh token there is nothing to revoke.
   if (token) await api('POST', '/api/auth/logout', { refresh_token: token });
   else await send('POST', '/api/auth/logout', { refresh_token: '-' }).catch(() => {});

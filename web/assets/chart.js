@@ -64,8 +64,11 @@ function draw(box, items, opts, width) {
     });
     rect.append(s('title', {}, `${d.title || d.label}: ${opts.formatFull(v)}`));
     svg.append(rect);
-    if (i % every === 0) {
-      svg.append(s('text', { x: cx, y: H - m.bottom + 16, 'text-anchor': 'middle' }, d.label));
+    // every `every`-th bar counted back from the last, so the latest one is always named
+    if ((n - 1 - i) % every === 0) {
+      // the last label ends at the edge rather than being cut there (about 6 px a character at 11 px)
+      const cut = cx + String(d.label).length * 3.2 > W - 1;
+      svg.append(s('text', { class: 'x-label', x: cut ? W - 1 : cx, y: H - m.bottom + 16, 'text-anchor': cut ? 'end' : 'middle' }, d.label));
     }
   });
   if (!items.length) {

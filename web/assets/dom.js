@@ -45,6 +45,14 @@ export function say(el, kind, text) {
   el.hidden = !text;
 }
 
+/* Hide an error in `msgEl` as soon as the user edits any field of `form`:
+ * it was about what they are now changing. Other kinds (a success) stay. */
+export function clearOnEdit(form, msgEl) {
+  form.addEventListener('input', () => {
+    if (msgEl && !msgEl.hidden && msgEl.classList.contains('error')) say(msgEl, 'error', '');
+  });
+}
+
 export function sayError(el, err) {
   say(el, 'error', errorText(err));
 }

@@ -70,6 +70,18 @@ export function dayShort(day) {
   return isDay(day) ? shortDay.format(new Date(day + 'T00:00:00Z')) : String(day);
 }
 
+/* A wait in seconds as a person says it: "40 seconds", "about a minute",
+ * "about 15 minutes", "about 2 hours". */
+export function waitText(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds) || 0));
+  if (s < 60) return plural(s, 'second', 'seconds');
+  const min = Math.round(s / 60);
+  if (min <= 1) return 'about a minute';
+  if (min < 90) return `about ${min} minutes`;
+  const hr = Math.round(min / 60);
+  return hr <= 1 ? 'about an hour' : `about ${hr} hours`;
+}
+
 /* "3f2a…9c1d" for a UUID */
 export function shortId(id) {
   if (!id || typeof id !== 'string') return '—';

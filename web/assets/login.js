@@ -1,8 +1,8 @@
 // login: "/" — email and beak shape (the password) → the tracker, or to
 // the page the session ended on.
 
-import { login } from './api.js';
-import { $, busy, say, sayError } from './dom.js';
+import { forgetSession, login, maybeSignedIn, refreshSession, refreshToken } from './api.js';
+import { $, busy, clearOnEdit, say, sayError } from './dom.js';
 
 const PAGES = ['/tracker', '/accounting', '/analytics'];
 
@@ -11,10 +11,16 @@ function nextPage() {
   return PAGES.includes(next) ? next : '/tracker';
 }
 
+/* Only asked when this browser may hold a session (see maybeSignedIn): a
+ * visit with none makes no request, so no 401 shows in the console. */
 async function alreadySignedIn() {
+  if (!maybeSignedIn()) return false;
   try {
     const r = await fetch('/api/auth/me', { credentials: 'same-origin', cache: 'no-store' });
-    return r.ok;
+    if (r.ok) return true;
+    if (r.status === 401 && refreshToken() && await refreshSession()) return true;
+    forgetSession();
+    return false;
   } catch {
     return false;
   }
@@ -27,6 +33,7 @@ function start() {
   if (params.has('expired')) say(msg, 'info', 'Your session has ended. Please sign in again.');
   else if (params.has('bye')) say(msg, 'ok', 'You are signed out. See you soon.');
   else alreadySignedIn().then((yes) => { if (yes) location.replace(nextPage()); });
+  clearOnEdit(form, msg);
 
   form.addEventListener('submit', async (e) => {
     e.preventDefault();

@@ -58,7 +58,9 @@ function header(account, current) {
     h('a', { class: 'brand', href: '/tracker' }, logo(), h('span', null, 'aTES ', h('small', null, 'Popug Tracker'))),
     nav,
     h('div', { class: 'who' },
-      h('span', { class: 'who-name', id: 'who-name', title: account.email || '' }, account.name || account.email || 'You'),
+      // a long name is cut with an ellipsis (app.css); the title tells it whole
+      h('span', { class: 'who-name', id: 'who-name', title: [account.name, account.email].filter(Boolean).join(' · ') || null },
+        account.name || account.email || 'You'),
       h('span', { class: 'badge', id: 'who-role' }, ROLE_NAMES[account.role] || account.role),
       out));
 }

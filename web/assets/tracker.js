@@ -3,7 +3,7 @@
 // shuffle for managers and admins, and every task with filters and pages.
 
 import { get, post, withQuery } from './api.js';
-import { $, busy, errorText, fill, h, loads, say, sayError, table } from './dom.js';
+import { $, busy, clearOnEdit, errorText, fill, h, loads, say, sayError, table } from './dom.js';
 import { dateTime, plural, shortId } from './format.js';
 import { boot } from './shell.js';
 
@@ -62,6 +62,7 @@ function setupCreate() {
   const form = $('#new-form');
   const msg = $('#new-msg');
   $('#title').addEventListener('input', checkTitle);
+  clearOnEdit(form, msg);
   $('#title-fix').addEventListener('click', (e) => {
     const b = e.currentTarget;
     $('#title').value = b.dataset.title;
@@ -103,13 +104,27 @@ function setupCreate() {
 
 /* --- complete ---------------------------------------------------------------- */
 
+/* What a refused completion means for the list on screen: it was drawn
+ * before the task changed (a shuffle gave it away, it was done elsewhere). */
+const STALE = {
+  403: (t) => `“${t.title}” is no longer yours: it was reassigned. Your list is updated.`,
+  404: (t) => `“${t.title}” no longer exists. Your list is updated.`,
+  409: (t) => `“${t.title}” is already done. Your list is updated.`,
+};
+
 async function complete(task, button, msgEl) {
   try {
     await busy(button, () => post(`/api/tasks/${encodeURIComponent(task.id)}/complete`));
     say(msgEl, 'ok', `Done: “${task.title}”. Nice work!`);
-    refreshAll();
+    refreshAll({ keep: msgEl });
   } catch (err) {
-    sayError(msgEl, err);
+    const stale = err && err.name === 'ApiError' && STALE[err.status];
+    if (!stale) {
+      sayError(msgEl, err);
+      return;
+    }
+    say(msgEl, err.status === 409 ? 'info' : 'warn', stale(task));
+    refreshAll({ keep: msgEl });
   }
 }
 
@@ -179,7 +194,9 @@ async function refreshMine() {
 const all = { cursors: [null], page: 0, next: null };
 const allLoads = loads();
 
-async function loadAll() {
+/* opts.keep: a message box not to clear when the list is drawn (the answer
+ * to the action that asked for this load). */
+async function loadAll(opts = {}) {
   const msg = $('#all-msg');
   const f = $('#all-filter');
   const q = { assignee: f.assignee.value, status: f.status.value, limit: PAGE_SIZE, after: all.cursors[all.page] };
@@ -187,7 +204,7 @@ async function loadAll() {
   try {
     const r = await get(withQuery('/api/tasks', q));
     if (!allLoads.current(load)) return;
-    say(msg, 'error', '');
+    if (opts.keep !== msg) say(msg, 'error', '');
     all.next = r.next || null;
     const items = r.items || [];
     const list = $('#all-list');
@@ -259,9 +276,9 @@ function setupShuffle() {
   });
 }
 
-function refreshAll() {
+function refreshAll(opts = {}) {
   refreshMine();
-  loadAll();
+  loadAll(opts);
 }
 
 async function loadNames() {
