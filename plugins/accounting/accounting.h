@@ -82,6 +82,9 @@ extern const plugin_t accounting_plugin;
 /* ledger.c */
 /* The last closed business day into out ("" when none was ever closed). */
 int acct_last_closed(db_conn_t *c, char out[CLOCK_DAY_LEN]);
+/* The day an entry made now is booked on: today, or the day after the last
+ * closed one when today is closed already. 0 or -1 (diag). */
+int acct_booking_day(db_conn_t *c, char out[CLOCK_DAY_LEN]);
 /* Book one entry inside tx: the entry, the account's balance, the day's
  * totals and its TransactionApplied. `out` may be NULL. */
 int acct_book(db_conn_t *tx, const acct_booking_t *b, acct_booked_t *out);

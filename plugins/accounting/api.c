@@ -96,11 +96,14 @@ static void view(http_req_t *req, service_t *svc, const char *account, bool must
         http_reply_error(req, DIAG_VALIDATION, "day must be YYYY-MM-DD");
         return;
     }
-    if (!day) {
-        clock_day_of(clock_now_ms(), today);
+    db_conn_t *c = db_conn(service_db(svc));
+    if (!day) { /* the day what happens now is booked on: its entries match the balance */
+        if (!c || acct_booking_day(c, today) < 0) {
+            http_reply_diag(req);
+            return;
+        }
         day = today;
     }
-    db_conn_t *c = db_conn(service_db(svc));
     int64_t cents;
     int known = c ? balance(c, account, &cents) : -1;
     if (known < 0) {

@@ -157,6 +157,15 @@ static int check_amount(const acct_booking_t *b)
     return 0;
 }
 
+int acct_booking_day(db_conn_t *c, char out[CLOCK_DAY_LEN])
+{
+    char last[CLOCK_DAY_LEN];
+    if (acct_last_closed(c, last) < 0) return -1;
+    clock_day_of(clock_now_ms(), out);
+    if (last[0] && strcmp(out, last) <= 0) return clock_day_add(last, 1, out);
+    return 0;
+}
+
 int acct_book(db_conn_t *tx, const acct_booking_t *b, acct_booked_t *out)
 {
     acct_booked_t e = {.booked = false};

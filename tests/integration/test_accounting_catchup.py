@@ -177,6 +177,9 @@ t.eq(au.days(ates, ADMIN, TODAY, TODAY)[TODAY]["closed"], True, "the server sees
 closed = au.wait_stream_count(nats.port, "ATES_ACCOUNTING", "ates.accounting.day_closed", 4)
 t.eq([e["data"]["day"] for e in closed], [D3, D2, D1, TODAY], "the command's DayClosed is published by the server")
 t.eq(au.ledger(ates, ADMIN, A)[1], 0, "A was paid")
+# today is closed: what happens now is booked on tomorrow, and a log without a day shows that day
+st, js = ates.get("/api/accounting/accounts/" + A, headers=ADMIN)
+t.eq((st, js.get("day")), (200, au.day_add(TODAY, 1)), "the default day is the one entries are booked on now")
 nc.close()
 t.eq(ates.stop(), 0, "clean stop")
 t.done()
