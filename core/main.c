@@ -105,15 +105,12 @@ static int cmd_rules(const char *config_file, int argc, char **argv)
         if (!dir[0]) snprintf(dir, sizeof(dir), "/");
     }
     /* what the services call must be there */
-    const char *req[2 * 64];
-    int nreq = 0;
+    rules_need_t need[64];
+    int nneed = 0;
     for (const plugin_t *const *p = ates_plugins; *p; p++)
-        for (const plugin_rule_t *r = (*p)->rules; r && r->file && nreq < 64; r++) {
-            req[2 * nreq] = r->file;
-            req[2 * nreq + 1] = r->fn;
-            nreq++;
-        }
-    int rc = rules_check_dir(dir, only, req, nreq, stderr);
+        for (const plugin_rule_t *r = (*p)->rules; r && r->file && nneed < 64; r++)
+            need[nneed++] = (rules_need_t){r->file, r->fn};
+    int rc = rules_check_dir(dir, only, need, nneed, stderr);
     if (rc == 0) printf("%s%s%s: ok\n", only ? only : "rules in ", only ? " in " : "", dir);
     return rc == 0 ? 0 : 1;
 }

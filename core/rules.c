@@ -762,7 +762,7 @@ cJSON *rules_status(rules_t *r)
     return root;
 }
 
-int rules_check_dir(const char *dir, const char *only, const char *const *req, int nreq,
+int rules_check_dir(const char *dir, const char *only, const rules_need_t *need, int nneed,
                     void *err_file)
 {
     FILE *err = err_file;
@@ -774,10 +774,10 @@ int rules_check_dir(const char *dir, const char *only, const char *const *req, i
         return -1;
     }
     /* a file some service calls that is not there */
-    for (int k = 0; k < nreq; k++) {
-        const char *file = req[2 * k], *fn = req[2 * k + 1];
+    for (int k = 0; k < nneed; k++) {
+        const char *file = need[k].file, *fn = need[k].fn;
         bool first = true; /* said once per file */
-        for (int e = 0; e < k; e++) first = first && strcmp(req[2 * e], file) != 0;
+        for (int e = 0; e < k; e++) first = first && strcmp(need[e].file, file) != 0;
         if (!first || (only && strcmp(only, file) != 0)) continue;
         if (!bsearch(file, *names, (size_t)n, RULES_NAME_MAX, cmp_names)) {
             fprintf(err, "%s: missing (the services call its %s())\n", file, fn);
@@ -788,8 +788,8 @@ int rules_check_dir(const char *dir, const char *only, const char *const *req, i
         if (only && strcmp(only, (*names)[i]) != 0) continue;
         const char *fns[RULES_MAX_REQ];
         int nfns = 0;
-        for (int k = 0; k < nreq && nfns < RULES_MAX_REQ; k++)
-            if (strcmp(req[2 * k], (*names)[i]) == 0) fns[nfns++] = req[2 * k + 1];
+        for (int k = 0; k < nneed && nfns < RULES_MAX_REQ; k++)
+            if (strcmp(need[k].file, (*names)[i]) == 0) fns[nfns++] = need[k].fn;
         char *buf = NULL;
         size_t len = 0;
         int rc = read_file(dir, (*names)[i], &buf, &len);

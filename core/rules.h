@@ -107,12 +107,16 @@ int rules_call_args(rules_args_t *a, const char *file, const char *fn, cJSON **r
 /* {"items":[{"file","version","loaded_at","error"}]} for GET /api/rules. */
 cJSON *rules_status(rules_t *r);
 
+/* A function of a rule file that a service calls. */
+typedef struct rules_need {
+    const char *file, *fn;
+} rules_need_t;
+
 /* `ates rules check`: load every file of `dir` (or only the one named
- * `only`, when not NULL) as a reload would, with the functions `req` names
- * for it (nreq pairs of file, function, as the services require them), run
- * the selftests, print "file:line: message" lines to `err`, and a line for
- * each required file that is not there; 0 when all pass. */
-int rules_check_dir(const char *dir, const char *only, const char *const *req, int nreq,
+ * `only`, when not NULL) as a reload would, with the functions `need` names
+ * for it, run the selftests, print "file:line: message" lines to `err`, and
+ * a line for each needed file that is not there; 0 when all pass. */
+int rules_check_dir(const char *dir, const char *only, const rules_need_t *need, int nneed,
                     void *err_file);
 
 #endif
