@@ -268,7 +268,8 @@ static void keep_write(const rules_t *r, const char *name, const char *bytes, si
     if (!r->keep[0]) return;
     char path[PATH_MAX + RULES_NAME_MAX + 8], tmp[PATH_MAX + RULES_NAME_MAX + 8];
     snprintf(path, sizeof path, "%s/%s", r->keep, name);
-    snprintf(tmp, sizeof tmp, "%s/.%s.tmp", r->keep, name);
+    /* its own temp name: ates close-day may keep into the same directory */
+    snprintf(tmp, sizeof tmp, "%s/.%s.%ld.tmp", r->keep, name, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     bool ok = fd >= 0;
     for (size_t off = 0; ok && off < len;) {
