@@ -225,9 +225,11 @@ static void file_set_error(rules_file_t *f, const char *error)
 
 /* --- reload -------------------------------------------------------------- */
 
-/* Swap in `buf` for `f` if verification passed (r->mu held); 1 if swapped. */
-static int file_settle(rules_file_t *f, const char *buf, size_t len, const unsigned char md[32],
-                       const char *error)
+/* Swap in `buf` for `f` if verification passed (r->mu held); 1 if swapped.
+ * The generation moves with the swap, under the same lock: whoever sees the
+ * new version (rules_status) also sees that its calls must rebuild. */
+static int file_settle(rules_t *r, rules_file_t *f, const char *buf, size_t len,
+                       const unsigned char md[32], const char *error)
 {
     const char *old = f->src ? f->src->version : "none";
     if (!buf && !error) error = "no bytes read";
@@ -256,6 +258,7 @@ static int file_settle(rules_file_t *f, const char *buf, size_t len, const unsig
     log_info("rules: %s version %s in force (was %s)", f->name, s->version, old);
     src_unref(f->src);
     f->src = s;
+    atomic_fetch_add(&r->gen, 1);
     f->loaded_at = clock_now_ms();
     file_set_error(f, NULL);
     return 1;
@@ -338,7 +341,7 @@ static int reload_file(rules_t *r, const char *name)
         if (transient)
             log_info("rules: %s: the same bytes are tried again in %lld s", name,
                      (long long)(f->retry_ms / 1000));
-        changed = file_settle(f, buf, len, md, error);
+        changed = file_settle(r, f, buf, len, md, error);
     }
     pthread_mutex_unlock(&r->mu);
     if (changed) keep_write(r, name, buf, len);
@@ -394,12 +397,7 @@ int rules_reload(rules_t *r)
         goto out;
     }
     for (int i = 0; i < n; i++) changed += reload_file(r, (*names)[i]);
-    changed += drop_deleted(r, *names, n);
-    if (changed) {
-        pthread_mutex_lock(&r->mu);
-        atomic_fetch_add(&r->gen, 1);
-        pthread_mutex_unlock(&r->mu);
-    }
+    changed += drop_deleted(r, *names, n); /* the generation moved with each swap */
 out:
     pthread_mutex_unlock(&r->reload_mu);
     free(names);
@@ -638,7 +636,7 @@ static int keep_restore(rules_t *r, const char *name)
         pthread_mutex_lock(&r->mu);
         f = file_get(r, name, true);
         char *why = f && f->error ? strdup(f->error) : NULL;
-        if (f && file_settle(f, buf, len, md, NULL) == 1) {
+        if (f && file_settle(r, f, buf, len, md, NULL) == 1) {
             char note[RULES_NAME_MAX + 600];
             snprintf(note, sizeof note, "%.500s; version %s, kept from the last run, is in force",
                      why ? why : "the file is gone", f->src->version);
@@ -678,7 +676,7 @@ int rules_keep(rules_t *r, const char *dir)
         if (src) keep_write(r, name, src->bytes, src->len);
         src_unref(src);
     }
-    if (changed) atomic_fetch_add(&r->gen, 1);
+    (void)changed; /* the generation moved with each swap */
     pthread_mutex_unlock(&r->reload_mu);
     free(names);
     return rc;
