@@ -182,6 +182,24 @@ static void on_ready(http_req_t *req, void *ud)
     bool nats = bus_ping(rt->bus) == 0;
     cJSON_AddStringToObject(checks, "nats", nats ? "ok" : "down");
     ok = ok && nats;
+    /* every rule file a service calls has a version in force */
+    cJSON *status = rules_status(rt->rules);
+    bool rules = status != NULL;
+    for (int i = 0; rules && i < rt->nsvcs; i++)
+        for (const plugin_rule_t *r = rt->svcs[i].plugin->rules; rules && r && r->file; r++) {
+            bool found = false;
+            const cJSON *it;
+            cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(status, "items"))
+            {
+                const cJSON *f = cJSON_GetObjectItemCaseSensitive(it, "file");
+                if (cJSON_IsString(f) && strcmp(f->valuestring, r->file) == 0)
+                    found = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(it, "version"));
+            }
+            rules = found;
+        }
+    cJSON_Delete(status);
+    cJSON_AddStringToObject(checks, "rules", rules ? "ok" : "down");
+    ok = ok && rules;
     cJSON_AddStringToObject(body, "status", ok ? "ready" : "unavailable");
     http_reply_json(req, ok ? 200 : 503, body);
 }
