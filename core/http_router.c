@@ -247,21 +247,22 @@ http_match_result_t http_router_match(const http_router_t *r, const char *method
      * GET /api/tasks/shuffle is a wrong method on the shuffle, not the task
      * "shuffle" */
     long top = -1;
-    for (size_t i = 0; i < r->n; i++) {
-        long score = fit(r->routes[i], segs, nseg);
-        if (score > top) top = score;
-    }
     http_rroute_t *best = NULL;
-    bool fits = top >= 0;
-    for (size_t i = 0; fits && i < r->n; i++) {
+    for (size_t i = 0; i < r->n; i++) {
         http_rroute_t *rr = r->routes[i];
-        if (fit(rr, segs, nseg) != top) continue;
+        long score = fit(rr, segs, nseg);
+        if (score < 0 || score < top) continue;
+        if (score > top) { /* a more specific pattern: what the others allowed is not its */
+            top = score;
+            best = NULL;
+            m->allow[0] = '\0';
+        }
         bool same = strcmp(rr->method, method) == 0 || (head && strcmp(rr->method, "GET") == 0);
         if (same) best = rr;
         allow_add(m->allow, rr->method);
         if (strcmp(rr->method, "GET") == 0) allow_add(m->allow, "HEAD");
     }
-    if (!best) return fits ? HTTP_MATCH_METHOD : HTTP_MATCH_NOT_FOUND;
+    if (!best) return top >= 0 ? HTTP_MATCH_METHOD : HTTP_MATCH_NOT_FOUND;
     size_t used = 0;
     for (int i = 0; i < nseg; i++) {
         if (!best->seg[i].param) continue;
