@@ -353,11 +353,10 @@ out:
 /* The entries whose file is gone: one with a version in force keeps it
  * (an editor that deletes before it writes, a file moved away by mistake:
  * nothing that needs the rule should fail meanwhile), and says so in its
- * error until the file is back; one without is dropped. Returns 0: no
- * version changes here. */
-static int drop_deleted(rules_t *r, rules_names_t names, int n)
+ * error until the file is back; one without is dropped. No version changes
+ * here. */
+static void drop_deleted(rules_t *r, rules_names_t names, int n)
 {
-    int changed = 0;
     pthread_mutex_lock(&r->mu);
     for (int i = 0; i < r->nfiles;) {
         rules_file_t *f = &r->files[i];
@@ -383,7 +382,6 @@ static int drop_deleted(rules_t *r, rules_names_t names, int n)
         r->nfiles--;
     }
     pthread_mutex_unlock(&r->mu);
-    return changed;
 }
 
 int rules_reload(rules_t *r)
@@ -397,11 +395,20 @@ int rules_reload(rules_t *r)
         goto out;
     }
     for (int i = 0; i < n; i++) changed += reload_file(r, (*names)[i]);
-    changed += drop_deleted(r, *names, n); /* the generation moved with each swap */
+    drop_deleted(r, *names, n); /* the generation moved with each swap */
 out:
     pthread_mutex_unlock(&r->reload_mu);
     free(names);
     return changed;
+}
+
+bool rules_in_force(rules_t *r, const char *file)
+{
+    pthread_mutex_lock(&r->mu);
+    const rules_file_t *f = file_get(r, file, false);
+    bool in_force = f && f->src;
+    pthread_mutex_unlock(&r->mu);
+    return in_force;
 }
 
 uint64_t rules_generation(const rules_t *r) { return atomic_load(&((rules_t *)r)->gen); }
@@ -614,8 +621,8 @@ int rules_open(rules_t **out, const char *dir, uint64_t seed)
 }
 
 /* Put the kept copy of `name` in force when it has no version (r->reload_mu
- * held); 1 when it did. */
-static int keep_restore(rules_t *r, const char *name)
+ * held). */
+static void keep_restore(rules_t *r, const char *name)
 {
     const char *fns[RULES_MAX_REQ];
     char fnbuf[RULES_MAX_REQ][RULES_NAME_MAX];
@@ -624,14 +631,13 @@ static int keep_restore(rules_t *r, const char *name)
     bool has = f && f->src;
     int nfns = required_of(r, name, fns, fnbuf);
     pthread_mutex_unlock(&r->mu);
-    if (has) return 0;
+    if (has) return;
     char *buf = NULL;
     size_t len = 0;
-    if (read_file(r->keep, name, &buf, &len) != 0) return 0;
+    if (read_file(r->keep, name, &buf, &len) != 0) return;
     unsigned char md[32];
     sha256(buf, len, md);
     bool transient = false;
-    int changed = 0;
     if (rules__verify(name, buf, len, fns, nfns, &transient) == 0) {
         pthread_mutex_lock(&r->mu);
         f = file_get(r, name, true);
@@ -642,7 +648,6 @@ static int keep_restore(rules_t *r, const char *name)
                      why ? why : "the file is gone", f->src->version);
             log_warn("rules: %s", note);
             file_set_error(f, note);
-            changed = 1;
         }
         free(why);
         pthread_mutex_unlock(&r->mu);
@@ -650,7 +655,6 @@ static int keep_restore(rules_t *r, const char *name)
         log_warn("rules: the kept copy of %s does not load either: %s", name, diag_last()->message);
     }
     free(buf);
-    return changed;
 }
 
 int rules_keep(rules_t *r, const char *dir)
@@ -662,8 +666,8 @@ int rules_keep(rules_t *r, const char *dir)
     if (!names) return diag_set(DIAG_INTERNAL, "rules: out of memory");
     pthread_mutex_lock(&r->reload_mu);
     snprintf(r->keep, sizeof r->keep, "%s", dir);
-    int n = 0, changed = 0, rc = scan_dir(r->keep, *names, &n);
-    for (int i = 0; rc == 0 && i < n; i++) changed += keep_restore(r, (*names)[i]);
+    int n = 0, rc = scan_dir(r->keep, *names, &n);
+    for (int i = 0; rc == 0 && i < n; i++) keep_restore(r, (*names)[i]); /* each swap moves the generation */
     /* and what came from the rules directory is kept from now on */
     for (int i = 0; rc == 0; i++) {
         pthread_mutex_lock(&r->mu);
@@ -676,7 +680,6 @@ int rules_keep(rules_t *r, const char *dir)
         if (src) keep_write(r, name, src->bytes, src->len);
         src_unref(src);
     }
-    (void)changed; /* the generation moved with each swap */
     pthread_mutex_unlock(&r->reload_mu);
     free(names);
     return rc;

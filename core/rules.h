@@ -23,6 +23,7 @@
 #ifndef ATES_RULES_H
 #define ATES_RULES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <cjson/cJSON.h>
 
@@ -55,6 +56,8 @@ void rules_watch_stop(rules_t *r);
  * files whose version changed. */
 int rules_reload(rules_t *r);
 uint64_t rules_generation(const rules_t *r);
+/* true when `file` has a version in force (for /ready). */
+bool rules_in_force(rules_t *r, const char *file);
 
 /*
  * Call global function `fn` of rule file `file` with the elements of `args`

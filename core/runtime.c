@@ -183,21 +183,10 @@ static void on_ready(http_req_t *req, void *ud)
     cJSON_AddStringToObject(checks, "nats", nats ? "ok" : "down");
     ok = ok && nats;
     /* every rule file a service calls has a version in force */
-    cJSON *status = rules_status(rt->rules);
-    bool rules = status != NULL;
+    bool rules = true;
     for (int i = 0; rules && i < rt->nsvcs; i++)
-        for (const plugin_rule_t *r = rt->svcs[i].plugin->rules; rules && r && r->file; r++) {
-            bool found = false;
-            const cJSON *it;
-            cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(status, "items"))
-            {
-                const cJSON *f = cJSON_GetObjectItemCaseSensitive(it, "file");
-                if (cJSON_IsString(f) && strcmp(f->valuestring, r->file) == 0)
-                    found = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(it, "version"));
-            }
-            rules = found;
-        }
-    cJSON_Delete(status);
+        for (const plugin_rule_t *r = rt->svcs[i].plugin->rules; rules && r && r->file; r++)
+            rules = rules_in_force(rt->rules, r->file);
     cJSON_AddStringToObject(checks, "rules", rules ? "ok" : "down");
     ok = ok && rules;
     cJSON_AddStringToObject(body, "status", ok ? "ready" : "unavailable");
