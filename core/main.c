@@ -256,14 +256,21 @@ static void usage(FILE *out)
             fprintf(out, "  %-16s %s\n", c->name, c->summary);
 }
 
+/* true when the first word of command name `name` is `word`. */
+static bool first_word_is(const char *name, const char *word)
+{
+    const char *space = strchr(name, ' ');
+    size_t first = space ? (size_t)(space - name) : strlen(name);
+    return strlen(word) == first && strncmp(word, name, first) == 0;
+}
+
 /* A plugin command whose words match argv[0] (and argv[1]); *words = how many. */
 static const plugin_command_t *find_plugin_command(int argc, char **argv, int *words)
 {
     for (const plugin_t *const *p = ates_plugins; *p; p++) {
         for (const plugin_command_t *c = (*p)->commands; c && c->name; c++) {
+            if (!first_word_is(c->name, argv[0])) continue;
             const char *space = strchr(c->name, ' ');
-            size_t first = space ? (size_t)(space - c->name) : strlen(c->name);
-            if (strlen(argv[0]) != first || strncmp(argv[0], c->name, first) != 0) continue;
             if (!space) {
                 *words = 1;
                 return c;
@@ -320,10 +327,7 @@ int main(int argc, char **argv)
     bool group = false;
     for (const plugin_t *const *p = ates_plugins; *p; p++)
         for (const plugin_command_t *c = (*p)->commands; c && c->name; c++) {
-            const char *space = strchr(c->name, ' ');
-            if (!space || (size_t)(space - c->name) != strlen(sub_argv[0]) ||
-                strncmp(c->name, sub_argv[0], (size_t)(space - c->name)) != 0)
-                continue;
+            if (!strchr(c->name, ' ') || !first_word_is(c->name, sub_argv[0])) continue;
             group = true;
             fputs(c->usage, wants_help(sub_argc, sub_argv) ? stdout : stderr);
         }

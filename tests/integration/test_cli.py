@@ -49,6 +49,14 @@ t(rc == 2 and "io" in err, "config has no io: %r" % err)
 rc, out, err = run(["--config", "/nonexistent/ates.lua", "serve"])
 t.eq(rc, 2, "missing named config file exits 2")
 
+# the first word of a two-word command: its usages, not "unknown command"
+rc, out, err = run(["user", "--help"])
+t(rc == 0 and "ates user add" in out, "user --help: %d %r" % (rc, out + err))
+rc, out, err = run(["user"])
+t(rc == 2 and "ates user add" in err and "unknown command" not in err, "user alone: %d %r" % (rc, err))
+rc, out, err = run(["serve", "--help"])
+t(rc == 0 and "tracker" in out and "accounting" in out, "serve --help lists the services: %r" % out)
+
 # what the services call must be there: a directory without pricing.lua is not fine
 bare = tmpdir("rules")
 write_file(os.path.join(bare, "good.lua"), "function f() return 1 end\nfunction selftest() assert(f() == 1) end\n")
