@@ -157,13 +157,22 @@ static int check_amount(const acct_booking_t *b)
     return 0;
 }
 
-int acct_booking_day(db_conn_t *c, char out[CLOCK_DAY_LEN])
+/* The day an entry of `day` is booked on: `day`, or the first open day
+ * when `day` is closed. 1 when it moved, 0 when not, -1 (diag). */
+static int open_day(db_conn_t *c, const char *day, char out[CLOCK_DAY_LEN])
 {
     char last[CLOCK_DAY_LEN];
     if (acct_last_closed(c, last) < 0) return -1;
-    clock_day_of(clock_now_ms(), out);
-    if (last[0] && strcmp(out, last) <= 0) return clock_day_add(last, 1, out);
+    if (last[0] && strcmp(day, last) <= 0) return clock_day_add(last, 1, out) < 0 ? -1 : 1;
+    snprintf(out, CLOCK_DAY_LEN, "%s", day);
     return 0;
+}
+
+int acct_booking_day(db_conn_t *c, char out[CLOCK_DAY_LEN])
+{
+    char today[CLOCK_DAY_LEN];
+    clock_day_of(clock_now_ms(), today);
+    return open_day(c, today, out) < 0 ? -1 : 0;
 }
 
 int acct_book(db_conn_t *tx, const acct_booking_t *b, acct_booked_t *out)
@@ -171,14 +180,9 @@ int acct_book(db_conn_t *tx, const acct_booking_t *b, acct_booked_t *out)
     acct_booked_t e = {.booked = false};
     if (check_amount(b) < 0) return -1;
     /* an entry whose day is closed goes to the first open day */
-    char last[CLOCK_DAY_LEN];
-    const char *late_from = NULL;
-    if (acct_last_closed(tx, last) < 0) return -1;
-    snprintf(e.day, sizeof(e.day), "%s", b->day);
-    if (last[0] && strcmp(b->day, last) <= 0) {
-        if (clock_day_add(last, 1, e.day) < 0) return -1;
-        late_from = b->day;
-    }
+    int moved = open_day(tx, b->day, e.day);
+    if (moved < 0) return -1;
+    const char *late_from = moved ? b->day : NULL;
     int64_t before;
     if (balance_of(tx, b->account_id, &before) < 0 || book_entry(tx, b, late_from, before, true, &e) < 0)
         return -1;
